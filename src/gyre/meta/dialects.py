@@ -1,0 +1,68 @@
+"""What differs between SQLite and PostgreSQL, in one class per dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from gyre.errors import InvalidArgument
+
+
+class SqlDialect:
+    """The operations whose SQL differs by database."""
+
+    name = ""
+
+    def engine_options(self) -> dict[str, Any]:
+        return {}
+
+    def insert(self, table: Table) -> Any:
+        """An INSERT that supports ``.on_conflict_do_update`` / ``.on_conflict_do_nothing``."""
+        raise NotImplementedError
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        """Serialise schema creation between processes that start at the same time."""
+
+
+class SqliteDialect(SqlDialect):
+    name = "sqlite"
+
+    def engine_options(self) -> dict[str, Any]:
+        # The BEGIN IMMEDIATE of a write transaction already serialises migrations.
+        return {"connect_args": {"check_same_thread": False, "timeout": 60}}
+
+    def insert(self, table: Table) -> Any:
+        return sqlite.insert(table)
+
+
+class PostgresDialect(SqlDialect):
+    name = "postgresql"
+
+    def engine_options(self) -> dict[str, Any]:
+        return {
+            "pool_pre_ping": True,
+            "pool_size": 5,
+            "max_overflow": 10,
+            "connect_args": {"connect_timeout": 5},
+        }
+
+    def insert(self, table: Table) -> Any:
+        return postgresql.insert(table)
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(7268697265)"))  # 'gyre' as a number
+
+
+def dialect_for(url: str) -> SqlDialect:
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        return SqliteDialect()
+    if scheme in {"postgresql", "postgres"}:
+        return PostgresDialect()
+    raise InvalidArgument(
+        f"Unsupported metadata URL scheme '{scheme}://'; use sqlite:///path/meta.db or "
+        "postgresql://user@host:5432/db."
+    )
