@@ -1,0 +1,44 @@
+"""Gyre: a closed-loop machine-learning platform in one package.
+
+``import gyre`` stays light: the SDK's pieces load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; loaded lazily so `import gyre` stays fast.
+_EXPORTS = {
+    "ActiveRun": "gyre.client.run",
+    "Client": "gyre.client.client",
+    "GyreError": "gyre.errors",
+    "active_run": "gyre.client.fluent",
+    "connect": "gyre.client.client",
+    "load_model": "gyre.client.fluent",
+    "set_alias": "gyre.client.fluent",
+    "start_run": "gyre.client.fluent",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from gyre.client.client import Client, connect
+    from gyre.client.fluent import active_run, load_model, set_alias, start_run
+    from gyre.client.run import ActiveRun
+    from gyre.errors import GyreError
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gyre' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

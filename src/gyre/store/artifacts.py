@@ -14,6 +14,7 @@ so nothing read or written can escape the root.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from typing import IO, Any
 from gyre.errors import BackendUnavailable, CorruptArtifact, InvalidArgument, NotFound
 
 CHUNK = 1 << 20  # 1 MiB: streams never hold a whole file in memory
+S3_PART = 8 << 20
 TREE_FORMAT = "gyre-tree/1"
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -50,7 +52,69 @@ class TreeEntry:
     size: int
 
 
-class ArtifactStore:
+class TreeStore(ABC):
+    """Directory trees on top of any blob store that has ``put_file``, ``put_bytes``,
+    ``read_bytes`` and ``get_file`` (the local/S3 store here, the API client's remote store)."""
+
+    @abstractmethod
+    def put_file(self, path: str | os.PathLike[str]) -> Blob:
+        """See :class:`ArtifactStore`."""
+
+    @abstractmethod
+    def put_bytes(self, data: bytes) -> Blob:
+        """See :class:`ArtifactStore`."""
+
+    @abstractmethod
+    def read_bytes(self, digest: str, name: str | None = None) -> bytes:
+        """See :class:`ArtifactStore`."""
+
+    @abstractmethod
+    def get_file(self, digest: str, dest: str | os.PathLike[str], name: str | None = None) -> Path:
+        """See :class:`ArtifactStore`."""
+
+    def put_tree(self, directory: str | os.PathLike[str]) -> Blob:
+        """Store every file under ``directory`` and a manifest; returns the manifest's blob.
+
+        The returned size is the sum of the files' sizes.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise NotFound(f"No directory at {directory}: pass the path of an existing directory.")
+        entries = []
+        for file in sorted(p for p in directory.rglob("*") if p.is_file()):
+            blob = self.put_file(file)
+            entries.append(TreeEntry(file.relative_to(directory).as_posix(), blob.digest, blob.size))
+        manifest = {"format": TREE_FORMAT, "entries": [e.__dict__ for e in entries]}
+        blob = self.put_bytes(json.dumps(manifest, sort_keys=True).encode())
+        return Blob(blob.digest, sum(e.size for e in entries))
+
+    def read_tree(self, digest: str, name: str | None = None) -> list[TreeEntry]:
+        """The entries of a stored tree, each path checked to stay inside the tree."""
+        try:
+            manifest = json.loads(self.read_bytes(digest, name))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument(f"Artifact {name or digest} is not a directory tree.") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != TREE_FORMAT:
+            raise InvalidArgument(f"Artifact {name or digest} is not a directory tree.")
+        entries = [TreeEntry(**e) for e in manifest["entries"]]
+        for entry in entries:
+            check_relative_path(entry.path)
+        return entries
+
+    def get_tree(self, digest: str, dest: str | os.PathLike[str], name: str | None = None) -> Path:
+        """Download a tree into ``dest`` (created), verifying every file."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        for entry in self.read_tree(digest, name):
+            target = (root / entry.path).resolve()
+            if not target.is_relative_to(root):
+                raise InvalidArgument(f"Artifact {name or digest} has a path that escapes it: {entry.path}")
+            self.get_file(entry.digest, target, name=f"{name or digest}/{entry.path}")
+        return dest
+
+
+class ArtifactStore(TreeStore):
     """Content-addressed blobs and trees on a local folder (``file://``) or S3 (``s3://bucket/prefix``).
 
     S3 credentials and endpoint come from the usual AWS settings (``AWS_ACCESS_KEY_ID``,
@@ -116,7 +180,10 @@ class ArtifactStore:
         """Open a blob for streaming reads; reaching its end verifies the digest."""
         key = self.blob_key(digest)
         try:
-            handle = self._call(self.fs.open, key, "rb")
+            if self.scheme == "file":
+                handle = self._call(self.fs.open, key, "rb")
+            else:  # read ahead in parts of S3_PART, not s3fs's default 50 MiB blocks
+                handle = self._call(lambda: self.fs.open(key, "rb", block_size=S3_PART, cache_type="readahead"))
         except FileNotFoundError:
             raise NotFound(f"Artifact {name or digest} is missing from {self.url} (blob {digest}).") from None
         return VerifiedReader(handle, digest, name or digest)
@@ -139,49 +206,6 @@ class ArtifactStore:
             raise
         return dest
 
-    # -- trees ---------------------------------------------------------------------
-
-    def put_tree(self, directory: str | os.PathLike[str]) -> Blob:
-        """Store every file under ``directory`` and a manifest; returns the manifest's blob.
-
-        The returned size is the sum of the files' sizes.
-        """
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise NotFound(f"No directory at {directory}: pass the path of an existing directory.")
-        entries = []
-        for file in sorted(p for p in directory.rglob("*") if p.is_file()):
-            blob = self.put_file(file)
-            entries.append(TreeEntry(file.relative_to(directory).as_posix(), blob.digest, blob.size))
-        manifest = {"format": TREE_FORMAT, "entries": [e.__dict__ for e in entries]}
-        blob = self.put_bytes(json.dumps(manifest, sort_keys=True).encode())
-        return Blob(blob.digest, sum(e.size for e in entries))
-
-    def read_tree(self, digest: str, name: str | None = None) -> list[TreeEntry]:
-        """The entries of a stored tree, each path checked to stay inside the tree."""
-        try:
-            manifest = json.loads(self.read_bytes(digest, name))
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument(f"Artifact {name or digest} is not a directory tree.") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != TREE_FORMAT:
-            raise InvalidArgument(f"Artifact {name or digest} is not a directory tree.")
-        entries = [TreeEntry(**e) for e in manifest["entries"]]
-        for entry in entries:
-            check_relative_path(entry.path)
-        return entries
-
-    def get_tree(self, digest: str, dest: str | os.PathLike[str], name: str | None = None) -> Path:
-        """Download a tree into ``dest`` (created), verifying every file."""
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        root = dest.resolve()
-        for entry in self.read_tree(digest, name):
-            target = (root / entry.path).resolve()
-            if not target.is_relative_to(root):
-                raise InvalidArgument(f"Artifact {name or digest} has a path that escapes it: {entry.path}")
-            self.get_file(entry.digest, target, name=f"{name or digest}/{entry.path}")
-        return dest
-
     # -- internals -------------------------------------------------------------------
 
     def _upload(self, path: Path, key: str) -> None:
@@ -192,8 +216,9 @@ class ArtifactStore:
 
             self._atomic_local_write(key, copy)
         else:
-            # An S3 PUT (or multipart upload) becomes visible whole or not at all.
-            self._call(self.fs.put_file, str(path), key)
+            # An S3 PUT (or multipart upload) becomes visible whole or not at all. s3fs would
+            # hold ten 50 MiB parts in memory at once; two 8 MiB parts keep uploads bounded.
+            self._call(lambda: self.fs.put_file(str(path), key, chunksize=S3_PART, max_concurrency=2))
 
     def _atomic_local_write(self, key: str, write: Any) -> None:
         final = Path(key)
