@@ -1,0 +1,29 @@
+"""What every command group shares: the ``--json`` flag and opening a client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from gyre.client.client import Client
+
+JsonFlag = Annotated[
+    bool,
+    typer.Option("--json", help="Print JSON to stdout instead of a table (for scripts and jq)."),
+]
+
+
+@contextmanager
+def open_client() -> Iterator[Client]:
+    """``gyre.connect()``: local stores from ``gyre.toml``, or the server in ``GYRE_SERVER_URL``."""
+    import gyre
+
+    client = gyre.connect()
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,108 @@
+"""The ``gyre`` command: the app, its root options, and how errors reach the user.
+
+A :class:`~gyre.errors.GyreError` prints as one red line, ``error: <message>``, on stderr
+and exits 1; any other exception prints one line too, with a hint, and exits 2. ``--debug``
+adds the traceback. Command groups live in their own modules; heavy imports (SQLAlchemy,
+the client, Rich) happen inside the commands, so this module imports quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated, Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from gyre.cli import db, models, project, runs, server
+from gyre.errors import GyreError
+
+EXIT_ERROR = 1  # a GyreError: the message says what to do
+EXIT_UNEXPECTED = 2  # a bug or an environment problem Gyre did not anticipate
+
+
+class GyreGroup(TyperGroup):
+    """The root group: turns exceptions from any subcommand into a one-line message."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):
+            raise  # usage errors, --help, explicit exits: Typer prints and exits as usual
+        except GyreError as exc:
+            _fail(ctx, exc, exc.message, EXIT_ERROR)
+        except Exception as exc:
+            hint = "" if _debug(ctx) else " (re-run with --debug to see the traceback)"
+            _fail(ctx, exc, f"unexpected {type(exc).__name__}: {exc}{hint}", EXIT_UNEXPECTED)
+
+
+def _debug(ctx: typer.Context) -> bool:
+    return bool(ctx.params.get("debug"))
+
+
+def _fail(ctx: typer.Context, exc: BaseException, message: str, code: int) -> NoReturn:
+    from gyre.cli.output import print_error
+
+    if _debug(ctx):
+        traceback.print_exception(exc, file=sys.stderr)
+    print_error(message)
+    raise typer.Exit(code) from None
+
+
+app = typer.Typer(
+    name="gyre",
+    cls=GyreGroup,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+PROJECT, TRACKING, REGISTRY, SERVING = "Project", "Tracking", "Model registry", "Serving"
+
+app.command("init", rich_help_panel=PROJECT)(project.init)
+app.add_typer(project.config_app, name="config", rich_help_panel=PROJECT)
+app.add_typer(db.app, name="db", rich_help_panel=PROJECT)
+app.add_typer(runs.experiments_app, name="experiments", rich_help_panel=TRACKING)
+app.add_typer(runs.app, name="runs", rich_help_panel=TRACKING)
+app.add_typer(models.app, name="models", rich_help_panel=REGISTRY)
+app.command("serve", rich_help_panel=SERVING)(server.serve)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from gyre import __version__
+
+        typer.echo(f"gyre {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print Gyre's version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
+    ] = False,
+) -> None:
+    """Gyre: track experiments, register models and serve them, from one install.
+
+    Start with [bold]gyre init[/bold] in a new folder, train with [bold]python definitions.py[/bold],
+    then look around with [bold]gyre runs list[/bold] and [bold]gyre models list[/bold].
+    Every command has [bold]--help[/bold]; list and show commands take [bold]--json[/bold].
+    """
+
+
+def main() -> None:
+    """Entry point of the ``gyre`` console script."""
+    app(prog_name="gyre")
+
+
+if __name__ == "__main__":
+    main()
