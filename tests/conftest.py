@@ -57,7 +57,11 @@ def free_port() -> int:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No GYRE_* variable of the developer's shell leaks into a test; no default client survives it."""
     for name in list(os.environ):
-        if name.startswith("GYRE_") and not name.startswith("GYRE_TEST_") and not name.startswith("GYRE_BENCH_"):
+        if (
+            name.startswith("GYRE_")
+            and not name.startswith("GYRE_TEST_")
+            and not name.startswith("GYRE_BENCH_")
+        ):
             monkeypatch.delenv(name)
     set_default_client(None)
     yield

@@ -25,10 +25,14 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from gyre.client.client import Client, connect
-    from gyre.client.fluent import active_run, load_model, set_alias, start_run
-    from gyre.client.run import ActiveRun
-    from gyre.errors import GyreError
+    from gyre.client.client import Client as Client
+    from gyre.client.client import connect as connect
+    from gyre.client.fluent import active_run as active_run
+    from gyre.client.fluent import load_model as load_model
+    from gyre.client.fluent import set_alias as set_alias
+    from gyre.client.fluent import start_run as start_run
+    from gyre.client.run import ActiveRun as ActiveRun
+    from gyre.errors import GyreError as GyreError
 
 
 def __getattr__(name: str) -> Any:

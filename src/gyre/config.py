@@ -230,17 +230,16 @@ def _check_url(section: str, key: str, v: Value) -> None:
     url = v.value
     scheme = urlsplit(url).scheme if "://" in url or ":" in url else url
     if scheme in schemes and ("://" in url or scheme in {"local", "", "ray"}):
-        if scheme in {"postgresql", "postgresql+psycopg", "redis", "nats", "http", "https"}:
-            if not urlsplit(url).hostname:
-                raise ConfigError(
-                    f"[{section}] {key} = {url!r} (from {v.source}) has no host; "
-                    f"write it like {scheme}://host:port/..."
-                )
+        networked = {"postgresql", "postgresql+psycopg", "redis", "nats", "http", "https"}
+        if scheme in networked and not urlsplit(url).hostname:
+            raise ConfigError(
+                f"[{section}] {key} = {url!r} (from {v.source}) has no host; "
+                f"write it like {scheme}://host:port/..."
+            )
         return
     valid = ", ".join(f"{s}://" if s not in {"local", ""} else s for s in schemes if s)
     raise ConfigError(
-        f"[{section}] {key} = {url!r} (from {v.source}) is not a URL Gyre can use; "
-        f"valid schemes: {valid}."
+        f"[{section}] {key} = {url!r} (from {v.source}) is not a URL Gyre can use; valid schemes: {valid}."
     )
 
 

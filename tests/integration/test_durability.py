@@ -23,7 +23,8 @@ WRITER = textwrap.dedent(
     from gyre.meta import MetaStore
     from gyre.tracking import service as t
 
-    url, run_id, worker, batches, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    url, run_id, worker = sys.argv[1:4]
+    batches, size = int(sys.argv[4]), int(sys.argv[5])
     meta = MetaStore(url, actor=f"worker-{worker}")
     done = 0
     for b in range(batches):

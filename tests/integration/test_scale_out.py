@@ -14,9 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.backend("postgres"), pytest.m
 
 
 def test_runs_and_artifacts_on_postgres_and_s3(pg_url: str, s3_url: str, tmp_path: Path) -> None:
-    settings = load_settings(
-        tmp_path, overrides={"backends": {"metadata": pg_url, "store": s3_url}}
-    )
+    settings = load_settings(tmp_path, overrides={"backends": {"metadata": pg_url, "store": s3_url}})
     client = connect(settings=settings)
     try:
         (tmp_path / "weights.bin").write_bytes(b"w" * 10_000)

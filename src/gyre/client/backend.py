@@ -14,9 +14,9 @@ from typing import Any
 from gyre.config import Settings
 from gyre.models import registry
 from gyre.models.registry import AliasMove, ModelVersionInfo, RegisteredModelInfo
+from gyre.store import TreeStore
 from gyre.tracking import service as tracking
 from gyre.tracking.entities import ArtifactInfo, ExperimentInfo, MetricPoint, RunInfo
-from gyre.store import TreeStore
 
 
 class Backend(ABC):
@@ -31,7 +31,9 @@ class Backend(ABC):
 
     # tracking
     @abstractmethod
-    def create_experiment(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> ExperimentInfo: ...
+    def create_experiment(
+        self, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> ExperimentInfo: ...
     @abstractmethod
     def get_experiment(self, name_or_id: str) -> ExperimentInfo: ...
     @abstractmethod
@@ -71,7 +73,9 @@ class Backend(ABC):
     @abstractmethod
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]: ...
     @abstractmethod
-    def record_artifact(self, run_id: str, path: str, digest: str, size: int, is_dir: bool) -> ArtifactInfo: ...
+    def record_artifact(
+        self, run_id: str, path: str, digest: str, size: int, is_dir: bool
+    ) -> ArtifactInfo: ...
     @abstractmethod
     def list_artifacts(self, run_id: str) -> list[ArtifactInfo]: ...
     @abstractmethod
@@ -101,7 +105,7 @@ class Backend(ABC):
     @abstractmethod
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; backends without connections keep it
         """Release connections."""
 
 

@@ -158,7 +158,11 @@ class Runs:
     ) -> list[RunInfo]:
         """Runs matching ``filter`` (e.g. ``"metrics.auc > 0.9 and params.model = 'lgbm'"``)."""
         return self._b.list_runs(
-            experiment=experiment, filter=filter, order_by=order_by, max_results=max_results, parent_run_id=parent_run_id
+            experiment=experiment,
+            filter=filter,
+            order_by=order_by,
+            max_results=max_results,
+            parent_run_id=parent_run_id,
         )
 
     def log_batch(
@@ -189,7 +193,9 @@ class Models:
         self._c = client
         self._b = client.backend
 
-    def create(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> RegisteredModelInfo:
+    def create(
+        self, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> RegisteredModelInfo:
         return self._b.create_registered_model(name, description, tags)
 
     def get(self, name: str) -> RegisteredModelInfo:

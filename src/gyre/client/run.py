@@ -63,7 +63,9 @@ class ActiveRun:
 
     # -- logging ------------------------------------------------------------------------
 
-    def log_metric(self, key: str, value: float, step: int | None = None, timestamp_ms: int | None = None) -> None:
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
         """Record one point (buffered; see the module docstring for when it is written)."""
         self._check_open()
         point = (key, value, 0 if step is None else step, timestamp_ms or time.time_ns() // 1_000_000)
@@ -99,7 +101,9 @@ class ActiveRun:
         self._check_open()
         self.client.backend.log_batch(self.id, (), tags=tags)
 
-    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> ArtifactInfo:
+    def log_artifact(
+        self, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> ArtifactInfo:
         """Upload a file or a directory and record it on this run."""
         self._check_open()
         local = Path(local_path)
@@ -258,4 +262,3 @@ def _flush_live_runs() -> None:
             run._write_buffer()
         except Exception:  # the process is exiting; a store that is gone cannot be helped
             pass
-

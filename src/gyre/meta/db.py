@@ -111,17 +111,23 @@ class MetaStore:
     def write(self, actor: str | None = None) -> Iterator[UnitOfWork]:
         """A write transaction: commits on success, rolls back on error, maps driver errors."""
         self.ensure_schema()
-        with _translate_errors(self), Session(self._writer, expire_on_commit=False) as session:
-            with session.begin():
-                yield UnitOfWork(session, actor or self.actor)
+        with (
+            _translate_errors(self),
+            Session(self._writer, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield UnitOfWork(session, actor or self.actor)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (a consistent snapshot on both dialects)."""
         self.ensure_schema()
-        with _translate_errors(self), Session(self.engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            _translate_errors(self),
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -216,7 +222,13 @@ def _is_connect_error(exc: DBAPIError) -> bool:
     msg = str(exc.orig).lower()
     return any(
         s in msg
-        for s in ("connection refused", "could not connect", "unable to open database", "connection failed", "does not exist")
+        for s in (
+            "connection refused",
+            "could not connect",
+            "unable to open database",
+            "connection failed",
+            "does not exist",
+        )
     )
 
 

@@ -122,22 +122,38 @@ def get_registered_model(meta: MetaStore, name: str) -> RegisteredModelInfo:
     with meta.read() as s:
         rm = _find_model(s, name)
         latest = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == name))
-        aliases = dict(s.execute(select(ModelAlias.alias, ModelAlias.version).where(ModelAlias.model_name == name)).all())
-        return RegisteredModelInfo(rm.name, rm.description, dict(rm.tags or {}), rm.created_at, rm.updated_at, latest, aliases)
+        aliases = dict(
+            s.execute(select(ModelAlias.alias, ModelAlias.version).where(ModelAlias.model_name == name)).all()
+        )
+        return RegisteredModelInfo(
+            rm.name, rm.description, dict(rm.tags or {}), rm.created_at, rm.updated_at, latest, aliases
+        )
 
 
 def list_registered_models(meta: MetaStore) -> list[RegisteredModelInfo]:
     with meta.read() as s:
         models = s.scalars(select(RegisteredModel).order_by(RegisteredModel.name)).all()
         latest = dict(
-            s.execute(select(ModelVersion.model_name, func.max(ModelVersion.version)).group_by(ModelVersion.model_name)).all()
+            s.execute(
+                select(ModelVersion.model_name, func.max(ModelVersion.version)).group_by(
+                    ModelVersion.model_name
+                )
+            ).all()
         )
         aliases: dict[str, dict[str, int]] = {}
-        for name, alias, version in s.execute(select(ModelAlias.model_name, ModelAlias.alias, ModelAlias.version)):
+        for name, alias, version in s.execute(
+            select(ModelAlias.model_name, ModelAlias.alias, ModelAlias.version)
+        ):
             aliases.setdefault(name, {})[alias] = version
         return [
             RegisteredModelInfo(
-                m.name, m.description, dict(m.tags or {}), m.created_at, m.updated_at, latest.get(m.name), aliases.get(m.name, {})
+                m.name,
+                m.description,
+                dict(m.tags or {}),
+                m.created_at,
+                m.updated_at,
+                latest.get(m.name),
+                aliases.get(m.name, {}),
             )
             for m in models
         ]
@@ -169,7 +185,9 @@ def create_model_version(
         # Inside a write transaction (BEGIN IMMEDIATE on SQLite, a row lock on PostgreSQL),
         # so two registrations at once cannot take the same number.
         s.execute(select(RegisteredModel).where(RegisteredModel.name == name).with_for_update())
-        version = (s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == name)) or 0) + 1
+        version = (
+            s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == name)) or 0
+        ) + 1
         mv = ModelVersion(
             model_name=name,
             version=version,
@@ -190,7 +208,13 @@ def create_model_version(
         uow.record(
             "model.version_created",
             f"model:{name}/{version}",
-            {"name": name, "version": version, "run_id": run_id, "flavor": flavor, "package_digest": package_digest},
+            {
+                "name": name,
+                "version": version,
+                "run_id": run_id,
+                "flavor": flavor,
+                "package_digest": package_digest,
+            },
         )
     return _version_info(mv, [])
 
@@ -204,7 +228,9 @@ def list_model_versions(meta: MetaStore, name: str) -> list[ModelVersionInfo]:
     with meta.read() as s:
         _find_model(s, name)
         aliases = _aliases_by_version(s, name)
-        rows = s.scalars(select(ModelVersion).where(ModelVersion.model_name == name).order_by(ModelVersion.version.desc()))
+        rows = s.scalars(
+            select(ModelVersion).where(ModelVersion.model_name == name).order_by(ModelVersion.version.desc())
+        )
         return [_version_info(mv, aliases.get(mv.version, [])) for mv in rows]
 
 
@@ -215,19 +241,24 @@ def resolve(meta: MetaStore, uri: str | ModelRef) -> ModelVersionInfo:
         _find_model(s, ref.name)
         if ref.alias is not None:
             version = s.scalar(
-                select(ModelAlias.version).where(ModelAlias.model_name == ref.name, ModelAlias.alias == ref.alias)
+                select(ModelAlias.version).where(
+                    ModelAlias.model_name == ref.name, ModelAlias.alias == ref.alias
+                )
             )
             if version is None:
                 known = _aliases_by_version(s, ref.name)
                 names = sorted(a for v in known.values() for a in v)
                 raise NotFound(
-                    f"Model '{ref.name}' has no alias '{ref.alias}'; its aliases: {', '.join(names) or 'none'}. "
+                    f"Model '{ref.name}' has no alias '{ref.alias}'; "
+                    f"its aliases: {', '.join(names) or 'none'}. "
                     f"Set one with 'gyre models alias {ref.name} {ref.alias} VERSION'."
                     + did_you_mean(ref.alias, names)
                 )
             return _get_version(s, ref.name, version)
         if ref.version is None:
-            version = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == ref.name))
+            version = s.scalar(
+                select(func.max(ModelVersion.version)).where(ModelVersion.model_name == ref.name)
+            )
             if version is None:
                 raise NotFound(f"Model '{ref.name}' has no versions yet.")
             return _get_version(s, ref.name, version)
@@ -254,8 +285,14 @@ def set_alias(meta: MetaStore, name: str, alias: str, version: int, reason: str 
             current.version, current.updated_at = version, now
         s.add(
             AliasHistory(
-                id=new_id(), model_name=name, alias=alias, from_version=previous, to_version=version,
-                actor=uow.actor, reason=reason, at=now,
+                id=new_id(),
+                model_name=name,
+                alias=alias,
+                from_version=previous,
+                to_version=version,
+                actor=uow.actor,
+                reason=reason,
+                at=now,
             )
         )
         uow.record(
@@ -276,11 +313,21 @@ def delete_alias(meta: MetaStore, name: str, alias: str, reason: str = "") -> No
         s.delete(current)
         s.add(
             AliasHistory(
-                id=new_id(), model_name=name, alias=alias, from_version=current.version, to_version=None,
-                actor=uow.actor, reason=reason, at=utcnow(),
+                id=new_id(),
+                model_name=name,
+                alias=alias,
+                from_version=current.version,
+                to_version=None,
+                actor=uow.actor,
+                reason=reason,
+                at=utcnow(),
             )
         )
-        uow.record("model.alias_deleted", f"model:{name}@{alias}", {"name": name, "alias": alias, "from_version": current.version})
+        uow.record(
+            "model.alias_deleted",
+            f"model:{name}@{alias}",
+            {"name": name, "alias": alias, "from_version": current.version},
+        )
 
 
 def alias_history(meta: MetaStore, name: str, alias: str | None = None) -> list[AliasMove]:
@@ -300,7 +347,9 @@ def alias_history(meta: MetaStore, name: str, alias: str | None = None) -> list[
 
 def _add_model(s: Session, name: str, description: str, tags: dict[str, str] | None) -> None:
     now = utcnow()
-    s.add(RegisteredModel(name=name, description=description, tags=tags or {}, created_at=now, updated_at=now))
+    s.add(
+        RegisteredModel(name=name, description=description, tags=tags or {}, created_at=now, updated_at=now)
+    )
     s.flush()
 
 
@@ -309,7 +358,8 @@ def _find_model(s: Session, name: str) -> RegisteredModel:
     if rm is None:
         names = list(s.scalars(select(RegisteredModel.name)))
         raise NotFound(
-            f"Model '{name}' is not registered; 'gyre models list' shows the models." + did_you_mean(name, names)
+            f"Model '{name}' is not registered; 'gyre models list' shows the models."
+            + did_you_mean(name, names)
         )
     return rm
 
@@ -329,7 +379,9 @@ def _get_version(s: Session, name: str, version: int) -> ModelVersionInfo:
 def _aliases_by_version(s: Session, name: str) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for alias, version in s.execute(
-        select(ModelAlias.alias, ModelAlias.version).where(ModelAlias.model_name == name).order_by(ModelAlias.alias)
+        select(ModelAlias.alias, ModelAlias.version)
+        .where(ModelAlias.model_name == name)
+        .order_by(ModelAlias.alias)
     ):
         out.setdefault(version, []).append(alias)
     return out
@@ -357,14 +409,18 @@ def _version_info(mv: ModelVersion, aliases: list[str]) -> ModelVersionInfo:
 def _check_model_name(name: str) -> None:
     if not isinstance(name, str) or not _MODEL_NAME.match(name):
         raise InvalidArgument(
-            f"Invalid model name {name!r}: start with a letter or digit, then letters, digits, _ - . (max 256)."
+            f"Invalid model name {name!r}: start with a letter or digit, "
+            "then letters, digits, _ - . (max 256)."
         )
 
 
 def _check_alias(alias: str) -> None:
     if alias in RESERVED_ALIASES:
-        raise InvalidArgument(f"'{alias}' is reserved (models:/NAME/latest is the newest version); pick another alias.")
+        raise InvalidArgument(
+            f"'{alias}' is reserved (models:/NAME/latest is the newest version); pick another alias."
+        )
     if not isinstance(alias, str) or not _ALIAS.match(alias):
         raise InvalidArgument(
-            f"Invalid alias {alias!r}: lowercase letters, digits, _ and -, starting with a letter (e.g. champion)."
+            f"Invalid alias {alias!r}: lowercase letters, digits, _ and -, "
+            "starting with a letter (e.g. champion)."
         )

@@ -14,12 +14,12 @@ so nothing read or written can escape the root.
 from __future__ import annotations
 
 import hashlib
-from abc import ABC, abstractmethod
 import json
 import os
 import re
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,11 +32,8 @@ S3_PART = 8 << 20
 TREE_FORMAT = "gyre-tree/1"
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
-# Backends by URL scheme: module path and the extra that installs its driver.
-BACKENDS: dict[str, tuple[str, str | None]] = {
-    "file": ("fsspec.implementations.local", None),
-    "s3": ("s3fs", "s3"),
-}
+# Backends by URL scheme, with the extra that installs the driver.
+BACKENDS: dict[str, str | None] = {"file": None, "s3": "s3"}
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,9 @@ class ArtifactStore(TreeStore):
             if self.scheme == "file":
                 handle = self._call(self.fs.open, key, "rb")
             else:  # read ahead in parts of S3_PART, not s3fs's default 50 MiB blocks
-                handle = self._call(lambda: self.fs.open(key, "rb", block_size=S3_PART, cache_type="readahead"))
+                handle = self._call(
+                    lambda: self.fs.open(key, "rb", block_size=S3_PART, cache_type="readahead")
+                )
         except FileNotFoundError:
             raise NotFound(f"Artifact {name or digest} is missing from {self.url} (blob {digest}).") from None
         return VerifiedReader(handle, digest, name or digest)
@@ -210,6 +209,7 @@ class ArtifactStore(TreeStore):
 
     def _upload(self, path: Path, key: str) -> None:
         if self.scheme == "file":
+
             def copy(out: IO[bytes]) -> None:
                 with open(path, "rb") as src:
                     shutil.copyfileobj(src, out, CHUNK)
@@ -327,7 +327,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
 
 
 def _filesystem(scheme: str) -> Any:
-    module, extra = BACKENDS[scheme]
+    extra = BACKENDS[scheme]
     try:
         if scheme == "file":
             from fsspec.implementations.local import LocalFileSystem

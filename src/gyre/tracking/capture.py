@@ -20,16 +20,16 @@ def capture_environment(cwd: Path | None = None) -> dict[str, str | None]:
         "python_version": sys.version.split()[0],
         "packages_hash": packages_hash(),
         "host": socket.gethostname(),
-        "source": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:1000] if sys.argv and sys.argv[0] else None,
+        "source": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:1000]
+        if sys.argv and sys.argv[0]
+        else None,
     }
 
 
 @functools.cache
 def packages_hash() -> str:
     """sha256 of the sorted ``name==version`` list of installed distributions (cached per process)."""
-    names = sorted(
-        f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in metadata.distributions()
-    )
+    names = sorted(f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in metadata.distributions())
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
@@ -58,9 +58,7 @@ def _git_state(cwd: str) -> tuple[str | None, str | None]:
 
 def _git(cwd: str, *args: str) -> bytes | None:
     try:
-        out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, timeout=10, check=False
-        )
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None

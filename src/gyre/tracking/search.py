@@ -62,9 +62,7 @@ def parse_filter(text: str | None) -> list[Clause]:
                 raise InvalidArgument(f"Filter {text!r}: expected 'and' before {tokens[i][1]!r}.")
             i += 1
         if i + 3 > len(tokens):
-            raise InvalidArgument(
-                f"Filter {text!r} is incomplete: each clause reads like metrics.auc > 0.9."
-            )
+            raise InvalidArgument(f"Filter {text!r} is incomplete: each clause reads like metrics.auc > 0.9.")
         (k1, left), (k2, op), (k3, value) = tokens[i : i + 3]
         if k2 == "ident" and op.lower() == "like":
             k2, op = "op", "like"
@@ -147,9 +145,7 @@ def apply_filter(query: Select[Any], clauses: list[Clause]) -> Select[Any]:
             continue
         table = _KEYED[c.kind]
         conditions.append(
-            exists().where(
-                table.run_id == Run.id, table.key == c.key, _compare(table.value, c.op, c.value)
-            )
+            exists().where(table.run_id == Run.id, table.key == c.key, _compare(table.value, c.op, c.value))
         )
     return query.where(and_(*conditions)) if conditions else query
 
@@ -174,7 +170,8 @@ def apply_order(query: Select[Any], order_by: list[str] | None) -> Select[Any]:
         else:
             if left not in ATTRIBUTES:
                 raise InvalidArgument(
-                    f"Cannot order by {left!r}; use one of {', '.join(ATTRIBUTES)}." + did_you_mean(left, ATTRIBUTES)
+                    f"Cannot order by {left!r}; use one of {', '.join(ATTRIBUTES)}."
+                    + did_you_mean(left, ATTRIBUTES)
                 )
             column = getattr(Run, left)
         query = query.order_by(column.desc().nulls_last() if desc else column.asc().nulls_last())

@@ -45,7 +45,9 @@ def create_experiment(
     with meta.write() as uow:
         if uow.session.scalar(select(Experiment.id).where(Experiment.name == name)):
             raise AlreadyExists(f"Experiment '{name}' already exists; use it, or pick another name.")
-        exp = Experiment(id=new_id(), name=name, description=description, tags=tags or {}, created_at=utcnow())
+        exp = Experiment(
+            id=new_id(), name=name, description=description, tags=tags or {}, created_at=utcnow()
+        )
         uow.session.add(exp)
         uow.record("experiment.created", f"experiment:{name}", {"id": exp.id})
     return _experiment_info(exp)
@@ -194,7 +196,9 @@ def log_batch(
         if tags:
             ins = meta.dialect.insert(RunTag.__table__)
             s.execute(
-                ins.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": ins.excluded.value}),
+                ins.on_conflict_do_update(
+                    index_elements=["run_id", "key"], set_={"value": ins.excluded.value}
+                ),
                 [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
             )
         if rows:
@@ -271,9 +275,7 @@ def get_artifact(meta: MetaStore, run_id: str, path: str) -> ArtifactInfo:
         a = s.get(Artifact, (run_id, path))
         if a is None:
             known = [p for (p,) in s.execute(select(Artifact.path).where(Artifact.run_id == run_id))]
-            raise NotFound(
-                f"Run {run_id} has no artifact '{path}'; it has: {', '.join(known) or 'none'}."
-            )
+            raise NotFound(f"Run {run_id} has no artifact '{path}'; it has: {', '.join(known) or 'none'}.")
         return ArtifactInfo(a.path, a.digest, a.size, a.is_dir, a.created_at)
 
 
@@ -285,7 +287,9 @@ def _find_experiment(s: Session, name_or_id: str) -> Experiment:
     if exp is None:
         exp = s.get(Experiment, name_or_id)
     if exp is None:
-        raise NotFound(f"Experiment '{name_or_id}' does not exist; 'gyre runs list' shows experiments with runs.")
+        raise NotFound(
+            f"Experiment '{name_or_id}' does not exist; 'gyre runs list' shows experiments with runs."
+        )
     return exp
 
 
@@ -302,12 +306,18 @@ def _load_runs(s: Session, query: Any) -> list[RunInfo]:
     ids = list(runs)
     for chunk_start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
         chunk = ids[chunk_start : chunk_start + 900]
-        for run_id, k, v in s.execute(select(Param.run_id, Param.key, Param.value).where(Param.run_id.in_(chunk))):
+        for run_id, k, v in s.execute(
+            select(Param.run_id, Param.key, Param.value).where(Param.run_id.in_(chunk))
+        ):
             runs[run_id].params[k] = v
-        for run_id, k, v in s.execute(select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(chunk))):
+        for run_id, k, v in s.execute(
+            select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(chunk))
+        ):
             runs[run_id].tags[k] = v
         for run_id, k, v in s.execute(
-            select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id.in_(chunk))
+            select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value).where(
+                LatestMetric.run_id.in_(chunk)
+            )
         ):
             runs[run_id].metrics[k] = math.nan if v is None else v
     return list(runs.values())
@@ -350,7 +360,13 @@ def _metric_rows(run_id: str, metrics: Iterable[Sequence[Any]]) -> list[dict[str
         if not isinstance(key, str) or not _NAME.match(key):
             _check_name(key, "metric key")
         rows.append(
-            {"run_id": run_id, "key": key, "step": step, "timestamp_ms": ts, "value": None if math.isnan(value) else value}
+            {
+                "run_id": run_id,
+                "key": key,
+                "step": step,
+                "timestamp_ms": ts,
+                "value": None if math.isnan(value) else value,
+            }
         )
     return rows
 
@@ -369,7 +385,11 @@ def _update_latest(meta: MetaStore, s: Session, run_id: str, rows: list[dict[str
     s.execute(
         ins.on_conflict_do_update(
             index_elements=["run_id", "key"],
-            set_={"step": ins.excluded.step, "timestamp_ms": ins.excluded.timestamp_ms, "value": ins.excluded.value},
+            set_={
+                "step": ins.excluded.step,
+                "timestamp_ms": ins.excluded.timestamp_ms,
+                "value": ins.excluded.value,
+            },
             where=newer,
         ),
         list(latest.values()),
@@ -378,7 +398,9 @@ def _update_latest(meta: MetaStore, s: Session, run_id: str, rows: list[dict[str
 
 def _write_params(s: Session, run_id: str, params: dict[str, str]) -> None:
     existing = dict(
-        s.execute(select(Param.key, Param.value).where(Param.run_id == run_id, Param.key.in_(list(params)))).all()
+        s.execute(
+            select(Param.key, Param.value).where(Param.run_id == run_id, Param.key.in_(list(params)))
+        ).all()
     )
     for k, v in params.items():
         if k in existing and existing[k] != v:
@@ -406,4 +428,3 @@ def _check_name(name: Any, what: str) -> None:
         raise InvalidArgument(
             f"Invalid {what} {name!r}: use 1-250 letters, digits, spaces and _ - . / : characters."
         )
-

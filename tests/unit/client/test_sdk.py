@@ -170,10 +170,13 @@ def test_import_gyre_is_light() -> None:
 
     code = (
         "import sys, time; t = time.perf_counter(); import gyre; dt = time.perf_counter() - t; "
-        "heavy = [m for m in ('sqlalchemy', 'httpx', 'fastapi', 'sklearn', 'pandas', 'numpy') if m in sys.modules]; "
+        "heavy = [m for m in ('sqlalchemy', 'httpx', 'fastapi', 'sklearn', 'pandas', 'numpy') "
+        "if m in sys.modules]; "
         "print(dt, heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split(" ", 1)
     assert out[1].strip() == "[]", out
     assert float(out[0]) < 0.5
 

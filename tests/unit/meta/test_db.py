@@ -64,7 +64,9 @@ def test_record_writes_event_and_audit_in_the_same_transaction(meta: MetaStore) 
 
 def test_naive_datetimes_are_refused(meta: MetaStore) -> None:
     with pytest.raises(Exception, match="naive datetime"), meta.write() as uow:
-        uow.session.add(Experiment(id="x" * 26, name="n", description="", tags={}, created_at=datetime(2026, 1, 1)))
+        uow.session.add(
+            Experiment(id="x" * 26, name="n", description="", tags={}, created_at=datetime(2026, 1, 1))
+        )
 
 
 def test_integrity_error_becomes_already_exists(meta: MetaStore) -> None:

@@ -2,7 +2,7 @@ from gyre.tracking.search import Clause, parse_filter
 
 
 def test_parse_clauses() -> None:
-    assert parse_filter("metrics.`val loss` <= 1e-3 AND params.model = \"lgbm\"") == [
+    assert parse_filter('metrics.`val loss` <= 1e-3 AND params.model = "lgbm"') == [
         Clause("metrics", "val loss", "<=", 0.001),
         Clause("params", "model", "=", "lgbm"),
     ]

@@ -21,7 +21,13 @@ def test_experiments(meta: MetaStore) -> None:
 
 
 def test_run_lifecycle_and_provenance(meta: MetaStore) -> None:
-    env = {"git_commit": "abc", "git_diff_hash": "d1", "python_version": "3.11.7", "packages_hash": "p", "host": "h"}
+    env = {
+        "git_commit": "abc",
+        "git_diff_hash": "d1",
+        "python_version": "3.11.7",
+        "packages_hash": "p",
+        "host": "h",
+    }
     run = t.create_run(meta, "exp", name="first", tags={"team": "risk"}, environment=env)
     assert (run.status, run.name, run.experiment, run.tags) == ("RUNNING", "first", "exp", {"team": "risk"})
     assert (run.git_commit, run.git_diff_hash, run.host) == ("abc", "d1", "h")
