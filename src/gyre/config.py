@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from gyre.errors import ConfigError, did_you_mean
 
@@ -97,8 +97,8 @@ class Settings:
         rows = []
         for (section, key), v in sorted(self.values.items()):
             shown = v.value
-            if (section, key) in SECRET_KEYS and shown and not reveal_secrets:
-                shown = "********"
+            if not reveal_secrets:
+                shown = "********" if (section, key) in SECRET_KEYS and shown else mask_url_password(shown)
             rows.append(
                 {
                     "key": f"{section}.{key}",
@@ -108,6 +108,17 @@ class Settings:
                 }
             )
         return rows
+
+
+def mask_url_password(value: Any) -> Any:
+    """``postgresql://me:secret@db/x`` -> ``postgresql://me:********@db/x``; other values unchanged."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if not parts.password:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def env_name(section: str, key: str) -> str:

@@ -102,3 +102,10 @@ def test_gyre_config_env_points_at_file(tmp_path: Path) -> None:
     assert load_settings(Path("/"), environ={"GYRE_CONFIG": str(cfg)}).get("project", "name") == "x"
     with pytest.raises(ConfigError, match="not a file"):
         load_settings(tmp_path, environ={"GYRE_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_url_passwords_masked_in_describe(tmp_path: Path) -> None:
+    s = load_settings(tmp_path, environ={"GYRE_BACKENDS_METADATA": "postgresql://me:pw@db:5432/gyre"})
+    rows = {r["key"]: r for r in s.describe()}
+    assert rows["backends.metadata"]["value"] == "postgresql://me:********@db:5432/gyre"
+    assert "pw@" not in repr(s.describe())

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 JsonFlag = Annotated[
     bool,
-    typer.Option("--json", help="Print JSON to stdout instead of a table (for scripts and jq)."),
+    typer.Option("--json", metavar="", help="Print JSON to stdout instead of a table (for scripts and jq)."),
 ]
 
 

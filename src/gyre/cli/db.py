@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
-    help="Create or upgrade the metadata database schema ([backends] metadata).",
+    help="Create or upgrade the schema of the metadata database (\\[backends] metadata).",
 )
 
 
@@ -28,38 +28,47 @@ app = typer.Typer(
 def upgrade_cmd() -> None:
     """Apply the schema migrations to the metadata database, up to this Gyre's revision.
 
-    Creates the schema in an empty database. Back up a database that holds data first:
-    migrations change tables in place.
+    Creates the schema in an empty database. Back up a database that holds data first.
 
-    [bold]Example:[/bold]  GYRE_BACKENDS_METADATA=postgresql://me@db:5432/gyre gyre db upgrade
+    [bold]Examples:[/bold]
+      gyre db upgrade
+      GYRE_BACKENDS_METADATA=postgresql://me@db:5432/gyre gyre db upgrade
     """
+    from rich.text import Text
+
     from gyre.cli.output import busy, console
     from gyre.meta.db import SCHEMA_REVISION, current_revision, upgrade
 
     with _open() as (store, where):
         assert store is not None
-        with busy(f"Upgrading the metadata database {where}…"), _db_errors(where):
-            with store.engine.execution_options(gyre_write=True).begin() as conn:
-                store.dialect.lock_for_migration(conn)
-                before = current_revision(conn)
-                _check_known(before)
-                if before != SCHEMA_REVISION:
-                    upgrade(conn)
-                after = current_revision(conn)
+        writer = store.engine.execution_options(gyre_write=True)
+        with (
+            busy(f"Upgrading the metadata database {where}…"),
+            _db_errors(where),
+            writer.begin() as conn,
+        ):
+            store.dialect.lock_for_migration(conn)
+            before = current_revision(conn)
+            _check_known(before)
+            if before != SCHEMA_REVISION:
+                upgrade(conn)
+            after = current_revision(conn)
     out = console()
     if before == after:
-        out.print(f"[green]✓[/green] {where} is already at revision {after}; nothing to do.")
+        out.print(f"[green]✓[/green] The metadata database is at revision {after}; nothing to do.")
     else:
-        out.print(
-            f"[green]✓[/green] Upgraded {where} from {before or '(empty)'} to revision {after}."
-        )
+        out.print(f"[green]✓[/green] Upgraded the metadata database: {before or '(empty)'} → {after}.")
+    out.print(Text(f"  {where}", style="dim"), soft_wrap=True)
 
 
 @app.command("current")
 def current_cmd(json_output: JsonFlag = False) -> None:
     """Show the metadata database's schema revision next to the one this Gyre needs.
 
-    [bold]Example:[/bold]  gyre db current
+    Gyre creates the schema on first use; after upgrading Gyre, 'gyre db upgrade' migrates it.
+
+    [bold]Example:[/bold]
+      gyre db current
     """
     from gyre.cli.output import console, kv_table, print_json
     from gyre.meta.db import SCHEMA_REVISION, current_revision
@@ -89,13 +98,13 @@ def current_cmd(json_output: JsonFlag = False) -> None:
             }
         )
         return
-    style = "green" if status == "up_to_date" else "yellow"
     from rich.text import Text
 
+    style = "green" if status == "up_to_date" else "yellow"
     console().print(
         kv_table(
             [
-                ("database", where),
+                ("database", where if store is not None else f"{where} (no file yet)"),
                 ("revision", revision or "(none)"),
                 ("this Gyre needs", SCHEMA_REVISION),
                 ("status", Text(advice, style=style)),
@@ -123,7 +132,7 @@ def _open(create: bool = True) -> Iterator[tuple[MetaStore | None, str]]:
     if not create and url.startswith("sqlite:///"):
         database = make_url(url).database
         if database and database != ":memory:" and not Path(database).exists():
-            yield None, f"{url} (no file yet)"
+            yield None, url
             return
     store = MetaStore(url, actor=settings.actor, migrate=False)
     try:

@@ -8,6 +8,7 @@ the client, Rich) happen inside the commands, so this module imports quickly.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated, Any, NoReturn
@@ -22,14 +23,25 @@ EXIT_ERROR = 1  # a GyreError: the message says what to do
 EXIT_UNEXPECTED = 2  # a bug or an environment problem Gyre did not anticipate
 
 
+# The order of `gyre --help`: the loop from setting up to serving.
+COMMAND_ORDER = ("init", "config", "db", "experiments", "runs", "models", "serve")
+
+
 class GyreGroup(TyperGroup):
     """The root group: turns exceptions from any subcommand into a one-line message."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.TyperException, typer.Exit, typer.Abort):
             raise  # usage errors, --help, explicit exits: Typer prints and exits as usual
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except GyreError as exc:
             _fail(ctx, exc, exc.message, EXIT_ERROR)
         except Exception as exc:
@@ -39,6 +51,17 @@ class GyreGroup(TyperGroup):
 
 def _debug(ctx: typer.Context) -> bool:
     return bool(ctx.params.get("debug"))
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """The reader went away (``gyre runs list --json | head``): stop without a message."""
+    try:
+        # Python would complain again when flushing stdout at exit; point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
+    raise typer.Exit(EXIT_ERROR)
 
 
 def _fail(ctx: typer.Context, exc: BaseException, message: str, code: int) -> NoReturn:
@@ -84,18 +107,26 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print Gyre's version and exit."
+            "--version",
+            metavar="",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Gyre's version and exit.",
         ),
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
+        bool, typer.Option("--debug", metavar="", help="Show the full traceback when a command fails.")
     ] = False,
 ) -> None:
     """Gyre: track experiments, register models and serve them, from one install.
 
-    Start with [bold]gyre init[/bold] in a new folder, train with [bold]python definitions.py[/bold],
-    then look around with [bold]gyre runs list[/bold] and [bold]gyre models list[/bold].
-    Every command has [bold]--help[/bold]; list and show commands take [bold]--json[/bold].
+    [bold]Get started:[/bold]
+      gyre init fraud && cd fraud     [dim]# a project folder with gyre.toml[/dim]
+      python definitions.py           [dim]# train and register an example model[/dim]
+      gyre runs list                  [dim]# what was recorded[/dim]
+      gyre models show fraud          [dim]# the registered versions[/dim]
+
+    Every command has --help; list, show and compare commands take --json.
     """
 
 

@@ -19,7 +19,10 @@ app = typer.Typer(
 def list_models(json_output: JsonFlag = False) -> None:
     """List registered models with their latest version and aliases.
 
-    [bold]Example:[/bold]  gyre models list
+    run.log_model(model, register_as=NAME) registers a model, or a new version of it.
+
+    [bold]Example:[/bold]
+      gyre models list
     """
     from gyre.cli.output import busy, console, fmt_time, print_json, table, text
 
@@ -46,12 +49,15 @@ def list_models(json_output: JsonFlag = False) -> None:
 
 @app.command("show")
 def show_model(
-    name: Annotated[str, typer.Argument(help="The registered model's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The registered model's name.")],
     json_output: JsonFlag = False,
 ) -> None:
     """Show a model's versions (aliases, flavor, run, created) and the history of its aliases.
 
-    [bold]Example:[/bold]  gyre models show fraud
+    An alias (champion, challenger, …) names the version to use; 'gyre models alias' moves it.
+
+    [bold]Example:[/bold]
+      gyre models show fraud
     """
     from rich.console import Group
 
@@ -75,7 +81,7 @@ def show_model(
         return
     rows: list[tuple[str, Any]] = [
         ("latest version", model.latest_version),
-        ("aliases", _aliases(model.aliases)),
+        ("aliases", _aliases(model.aliases) or "-"),
         ("created", fmt_timestamp(model.created_at)),
         ("updated", fmt_timestamp(model.updated_at)),
     ]
@@ -116,17 +122,19 @@ def show_model(
 
 @app.command("alias")
 def alias_cmd(
-    name: Annotated[str, typer.Argument(help="The registered model's name.")],
-    alias: Annotated[str, typer.Argument(help="The alias to move, e.g. champion or challenger.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The registered model's name.")],
+    alias: Annotated[
+        str, typer.Argument(metavar="ALIAS", help="The alias to move, e.g. champion or challenger.")
+    ],
     version: Annotated[
         int | None,
-        typer.Argument(help="The version the alias should point at.", show_default=False),
+        typer.Argument(metavar="VERSION", help="The version the alias should point at.", show_default=False),
     ] = None,
     delete: Annotated[
-        bool, typer.Option("--delete", help="Remove the alias instead of moving it.")
+        bool, typer.Option("--delete", metavar="", help="Remove the alias instead of moving it.")
     ] = False,
     reason: Annotated[
-        str, typer.Option("--reason", "-r", help="Why; kept in the alias history.")
+        str, typer.Option("--reason", "-r", metavar="TEXT", help="Why; kept in the alias history.")
     ] = "",
 ) -> None:
     """Point an alias of a model at a version (moving it if set), or delete it.

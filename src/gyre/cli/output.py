@@ -18,7 +18,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.table import Table
     from rich.text import Text
 
@@ -140,7 +140,7 @@ def fmt_duration(seconds: float | None) -> str:
         return MISSING
     if seconds < 10:
         return f"{seconds:.2f}s" if seconds < 1 else f"{seconds:.1f}s"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -200,19 +200,23 @@ def table(*columns: str, title: str | None = None) -> Table:
         header_style="bold",
         show_edge=False,
         pad_edge=False,
+        collapse_padding=True,
     )
     return t
 
 
-def kv_table(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
-    """Two columns, key and value, for one thing's attributes."""
+def kv_table(rows: list[tuple[str, Any]], title: str | None = None) -> RenderableType:
+    """Two columns, key and value, for one thing's attributes, under a bold heading if given.
+
+    The heading is a line of its own rather than the table's title, which Rich would wrap
+    to the width of a narrow table.
+    """
     from rich import box
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(
-        title=title,
-        title_justify="left",
-        title_style="bold",
         box=box.SIMPLE,
         show_header=False,
         show_edge=False,
@@ -222,7 +226,7 @@ def kv_table(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
     t.add_column("value", overflow="fold")
     for key, value in rows:
         t.add_row(key, value if _is_text(value) else text(value))
-    return t
+    return Group(Text(title, style="bold"), t) if title else t
 
 
 def _is_text(value: Any) -> bool:

@@ -6,7 +6,6 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -85,18 +84,22 @@ GITIGNORE_LINE = ".gyre/"
 def init(
     directory: Annotated[
         Path,
-        typer.Argument(help="Folder to set up; created if missing.", show_default="current folder"),
+        typer.Argument(
+            metavar="DIR", help="Folder to set up; created if missing.", show_default="current folder"
+        ),
     ] = Path("."),
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing gyre.toml (definitions.py is kept).")
+        bool,
+        typer.Option("--force", metavar="", help="Replace an existing gyre.toml (definitions.py is kept)."),
     ] = False,
 ) -> None:
     """Set up a Gyre project: gyre.toml, an example definitions.py and .gitignore.
 
-    The project is named after its folder. Everything Gyre stores goes under .gyre/ until
-    you point [backends] in gyre.toml elsewhere.
+    The project is named after its folder. Gyre keeps everything under .gyre/ by default.
 
-    [bold]Example:[/bold]  gyre init fraud && cd fraud && python definitions.py
+    [bold]Examples:[/bold]
+      gyre init fraud        [dim]# creates ./fraud/ and sets it up[/dim]
+      gyre init              [dim]# sets up the current folder[/dim]
     """
     from gyre.cli.output import console
     from gyre.errors import AlreadyExists, InvalidArgument
@@ -107,8 +110,7 @@ def init(
     toml = folder / "gyre.toml"
     if toml.exists() and not force:
         raise AlreadyExists(
-            f"{_shown(toml)} already exists; this folder is a Gyre project. "
-            "Use --force to replace gyre.toml."
+            f"{_shown(toml)} already exists; this folder is a Gyre project. Use --force to replace gyre.toml."
         )
     name = folder.name or "gyre"
     model = _model_name(name)
@@ -148,23 +150,27 @@ def init(
         ("gyre runs list", "the run it recorded"),
         (f"gyre models show {model}", "the registered version"),
     ]
+    width = max(len(cmd) for cmd, _ in steps)
     for cmd, why in steps:
-        out.print(f"  [bold]{_escape(cmd)}[/bold]" + (f"  [dim]# {why}[/dim]" if why else ""))
+        comment = f"  [dim]# {why}[/dim]" if why else ""
+        out.print(f"  [bold]{_escape(cmd.ljust(width))}[/bold]{comment}")
 
 
 @config_app.command("show")
 def config_show(json_output: JsonFlag = False) -> None:
     """Show every setting, its value, its environment variable and where the value came from.
 
-    Secrets (the server token, passwords in URLs) are masked.
+    Precedence: GYRE_* variable, then gyre.toml, then the default. Secrets are masked.
 
-    [bold]Example:[/bold]  GYRE_BACKENDS_METADATA=postgresql://me@db:5432/gyre gyre config show
+    [bold]Examples:[/bold]
+      gyre config show
+      GYRE_BACKENDS_METADATA=postgresql://me@db:5432/gyre gyre config show --json
     """
     from gyre.cli.output import console, kv_table, print_json, table, text
     from gyre.config import load_settings
 
     settings = load_settings()
-    rows = [{**row, "value": _mask_url(row["value"])} for row in settings.describe()]
+    rows = settings.describe()
     if json_output:
         print_json(
             {
@@ -199,17 +205,6 @@ def config_show(json_output: JsonFlag = False) -> None:
             text(source, "cyan" if source.startswith("env:") else style),
         )
     out.print(t)
-
-
-def _mask_url(value: object) -> object:
-    """``postgresql://me:secret@db/x`` -> ``postgresql://me:********@db/x``."""
-    if not isinstance(value, str) or "://" not in value:
-        return value
-    parts = urlsplit(value)
-    if not parts.password:
-        return value
-    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _model_name(name: str) -> str:

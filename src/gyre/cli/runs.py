@@ -22,15 +22,20 @@ app = typer.Typer(
 )
 
 KEY_METRICS = 3  # metric columns in 'runs list'; more would not fit 100 columns
+# id, name, experiment (6 at least), status, started, duration and the gaps between them
+FIXED_COLUMNS_WIDTH = 26 + 6 + 6 + 8 + 11 + 8 + 2 * 6
 
 
 @experiments_app.command("list")
 def list_experiments(json_output: JsonFlag = False) -> None:
     """List experiments, oldest first.
 
-    [bold]Example:[/bold]  gyre experiments list
+    An experiment groups the runs of one modelling task; gyre.start_run(experiment=…) makes one.
+
+    [bold]Example:[/bold]
+      gyre experiments list
     """
-    from gyre.cli.output import busy, console, fmt_time, print_json, table, text
+    from gyre.cli.output import busy, fmt_time, print_json, table, text
 
     with busy("Loading experiments…"), open_client() as client:
         experiments = client.experiments.list()
@@ -47,13 +52,15 @@ def list_experiments(json_output: JsonFlag = False) -> None:
 @app.command("list")
 def list_runs(
     experiment: Annotated[
-        str | None, typer.Option("--experiment", "-e", help="Only runs of this experiment (name or id).")
+        str | None,
+        typer.Option("--experiment", "-e", metavar="NAME", help="Only runs of this experiment (name or id)."),
     ] = None,
     filter_text: Annotated[
         str | None,
         typer.Option(
             "--filter",
             "-f",
+            metavar="EXPR",
             help="Clauses joined by 'and' over metrics.KEY, params.KEY, tags.KEY, status, name, "
             "user, start_time: e.g. \"metrics.auc > 0.9 and params.model = 'lgbm'\".",
         ),
@@ -63,15 +70,18 @@ def list_runs(
         typer.Option(
             "--order-by",
             "-o",
-            help="Sort key, repeatable: e.g. \"metrics.auc DESC\" or start_time. Default: newest first.",
+            metavar="KEY",
+            help='Sort key, repeatable: e.g. "metrics.auc DESC" or start_time. Default: newest first.',
         ),
     ] = None,
     max_results: Annotated[
-        int, typer.Option("--max", "-n", min=1, help="Show at most this many runs.")
+        int, typer.Option("--max", "-n", metavar="N", min=1, help="Show at most this many runs.")
     ] = 50,
     json_output: JsonFlag = False,
 ) -> None:
     """List runs, newest first, with their key metrics.
+
+    The metric columns are those --filter and --order-by mention, then the most common ones.
 
     [bold]Examples:[/bold]
       gyre runs list --experiment fraud
@@ -96,12 +106,13 @@ def list_runs(
     if json_output:
         print_json([r.to_dict() for r in runs])
         return
-    metrics = key_metrics(runs, [filter_text or "", *(order_by or [])])
-    t = table("id", "name", "experiment", "status", "started", "took", *metrics)
+    out = console()
+    metrics = key_metrics(runs, [filter_text or "", *(order_by or [])], out.width)
+    t = table("id", "name", "experiment", "status", "started", "duration", *metrics)
     t.columns[0].no_wrap = True
     for col in t.columns[1:3]:
         col.overflow = "ellipsis"
-        col.max_width = 24
+        col.min_width, col.max_width = 6, 24
     for col in t.columns[3:]:
         col.no_wrap = True
     for col in t.columns[6:]:
@@ -117,17 +128,22 @@ def list_runs(
             *(text(fmt_float(r.metrics.get(m))) for m in metrics),
         )
     hint = "No runs match." if (filter_text or experiment) else "No runs yet."
-    _print_or_hint(t, len(runs), hint)
+    out.print(t if runs else f"[dim]{hint}[/dim]")
 
 
 @app.command("show")
 def show_run(
-    run_id: Annotated[str, typer.Argument(help="The run's id, as 'gyre runs list' shows it.")],
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID", help="The run's id, as 'gyre runs list' shows it.")
+    ],
     json_output: JsonFlag = False,
 ) -> None:
     """Show one run: where it ran (git, Python, packages, host), params, metrics, tags, artifacts.
 
-    [bold]Example:[/bold]  gyre runs show 01JH2XKQ4M5W7Y9B3C6D8F0G2H
+    RUN_ID comes from 'gyre runs list'. --json prints everything, artifact digests included.
+
+    [bold]Example:[/bold]
+      gyre runs show 01JH2XKQ4M5W7Y9B3C6D8F0G2H
     """
     from rich.console import Group
 
@@ -175,8 +191,8 @@ def show_run(
         ("command", run.source),
     ]
     if run.error:
-        attributes.append(("error", text(run.error.strip().splitlines()[-1], "red")))
-    parts: list[Any] = [kv_table(attributes, title=f"Run {run.id}")]
+        attributes.append(("error", text(_last_exception(run.error), "red")))
+    parts: list[Any] = [kv_table(attributes, title=f"Run {run.name}")]
     if run.params:
         parts.append(kv_table(sorted(run.params.items()), title="Params"))
     if run.metrics:
@@ -195,15 +211,22 @@ def show_run(
 
 @app.command("compare")
 def compare_runs(
-    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.", show_default=False)],
+    run_ids: Annotated[
+        list[str], typer.Argument(metavar="RUN_ID", help="Two or more run ids.", show_default=False)
+    ],
     only_diff: Annotated[
-        bool, typer.Option("--only-diff", help="Show only the params and metrics that differ.")
+        bool,
+        typer.Option("--only-diff", metavar="", help="Show only the params and metrics that differ."),
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Put the params and metrics of runs side by side; rows that differ are highlighted (≠).
 
-    [bold]Example:[/bold]  gyre runs compare 01JH2XKQ4M5W7Y9B3C6D8F0G2H 01JH2XM0P1R3T5V7X9Z1B3D5F7
+    A value a run does not have shows as -. --only-diff hides the rows that agree.
+
+    [bold]Examples:[/bold]
+      gyre runs compare 01JH2XKQ4M5W7Y9B3C6D8F0G2H 01JH2XM0P1R3T5V7X9Z1B3D5F7
+      gyre runs compare RUN_A RUN_B RUN_C --only-diff
     """
     from rich.text import Text
 
@@ -225,8 +248,7 @@ def compare_runs(
         print_json(
             {
                 "runs": [
-                    {"id": r.id, "name": r.name, "experiment": r.experiment, "status": r.status}
-                    for r in runs
+                    {"id": r.id, "name": r.name, "experiment": r.experiment, "status": r.status} for r in runs
                 ],
                 **{
                     name: [{"key": k, "values": values, "differs": differs} for k, values, differs in rows]
@@ -259,9 +281,7 @@ def compare_runs(
         out.print("[dim]≠ marks rows whose values differ; --only-diff shows only those.[/dim]")
 
 
-def compare_rows(
-    values: list[dict[str, Any]], only_diff: bool
-) -> list[tuple[str, list[Any], bool]]:
+def compare_rows(values: list[dict[str, Any]], only_diff: bool) -> list[tuple[str, list[Any], bool]]:
     """``(key, value per run or None, differs)`` for every key any run has, sorted by key."""
     keys = sorted({k for v in values for k in v})
     rows = []
@@ -273,19 +293,42 @@ def compare_rows(
     return rows
 
 
-def key_metrics(runs: list[RunInfo], mentioned: list[str]) -> list[str]:
-    """The metrics worth a column: those the filter/order mention first, then the most common."""
+def key_metrics(runs: list[RunInfo], mentioned: list[str], width: int) -> list[str]:
+    """The metrics worth a column: those the filter/order mention first, then the most common.
+
+    As many as fit next to the fixed columns in ``width`` characters, at most ``KEY_METRICS``.
+    """
+    from gyre.cli.output import fmt_float
+
     present = Counter(k for r in runs for k in r.metrics)
-    chosen = [k for k in present if any(f"metrics.{k}" in m or f"metrics.`{k}`" in m for m in mentioned)]
+    ranked = [k for k in present if any(f"metrics.{k}" in m or f"metrics.`{k}`" in m for m in mentioned)]
     for key, _ in sorted(present.items(), key=lambda kv: (-kv[1], kv[0])):
-        if key not in chosen:
-            chosen.append(key)
-    return chosen[:KEY_METRICS]
+        if key not in ranked:
+            ranked.append(key)
+    chosen: list[str] = []
+    used = FIXED_COLUMNS_WIDTH
+    for key in ranked[:KEY_METRICS]:
+        cell = max(len(key), *(len(fmt_float(r.metrics.get(key))) for r in runs)) + 2
+        if used + cell > width:
+            break
+        chosen.append(key)
+        used += cell
+    return chosen
 
 
 def _same_key(value: Any) -> Any:
     # NaN != NaN, but two runs that both logged NaN agree.
     return "NaN" if isinstance(value, float) and value != value else value
+
+
+def _last_exception(error: str) -> str:
+    """The final ``Type: message`` of a recorded traceback (lines after the last frame)."""
+    lines = error.strip().splitlines()
+    start = len(lines)
+    while start > 0 and lines[start - 1] and not lines[start - 1][0].isspace():
+        start -= 1
+    tail = lines[start:] or lines[-1:]
+    return " ".join(line.strip() for line in tail)
 
 
 def _spaced(parts: list[Any]) -> list[Any]:

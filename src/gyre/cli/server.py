@@ -10,18 +10,27 @@ import typer
 def serve(
     host: Annotated[
         str | None,
-        typer.Option(help="Address to listen on. Default: [server] host, 127.0.0.1.", show_default=False),
+        typer.Option(
+            metavar="ADDR",
+            help="Address to listen on. Default: \\[server] host, 127.0.0.1.",
+            show_default=False,
+        ),
     ] = None,
     port: Annotated[
         int | None,
         typer.Option(
-            min=1, max=65535, help="Port to listen on. Default: [server] port, 8080.", show_default=False
+            metavar="PORT",
+            min=1,
+            max=65535,
+            help="Port to listen on. Default: \\[server] port, 8080.",
+            show_default=False,
         ),
     ] = None,
     token: Annotated[
         str | None,
         typer.Option(
-            help="Bearer token clients must send. Default: [server] token (GYRE_SERVER_TOKEN); "
+            metavar="TOKEN",
+            help="Bearer token clients must send. Default: \\[server] token (GYRE_SERVER_TOKEN); "
             "prefer the variable, so the token stays out of shell history and ps.",
             show_default=False,
         ),
@@ -30,24 +39,24 @@ def serve(
         bool,
         typer.Option(
             "--no-auth",
+            metavar="",
             help="Serve without a token even on a non-loopback address (trusted networks only).",
         ),
     ] = False,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the Gyre API (experiments, runs, models) over HTTP for other machines and the SDK.
 
-    Clients reach it with GYRE_SERVER_URL=http://HOST:PORT. Listening on anything but
-    loopback needs a token (or --no-auth).
+    Clients reach it with GYRE_SERVER_URL=http://HOST:PORT (and GYRE_SERVER_TOKEN).
+    Listening on anything but loopback needs a token, or --no-auth.
 
     [bold]Examples:[/bold]
       gyre serve
       GYRE_SERVER_TOKEN=s3cret gyre serve --host 0.0.0.0 --port 8080 --workers 4
     """
-    from gyre.config import load_settings
-
     # Imported here: the server pulls in FastAPI and uvicorn, which other commands never need.
     from gyre.api.server import run_server
+    from gyre.config import load_settings
 
     settings = load_settings()
     run_server(

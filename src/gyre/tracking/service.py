@@ -288,7 +288,7 @@ def _find_experiment(s: Session, name_or_id: str) -> Experiment:
         exp = s.get(Experiment, name_or_id)
     if exp is None:
         raise NotFound(
-            f"Experiment '{name_or_id}' does not exist; 'gyre runs list' shows experiments with runs."
+            f"Experiment '{name_or_id}' does not exist; 'gyre experiments list' shows them."
         )
     return exp
 
