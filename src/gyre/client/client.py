@@ -35,7 +35,8 @@ def connect(url: str | None = None, *, token: str | None = None, settings: Setti
             raise InvalidArgument(f"connect() takes an http(s):// server URL, got {url!r}.")
         from gyre.client.http import HttpBackend
 
-        return Client(HttpBackend(url, token or settings.get("server", "token") or None), settings)
+        token = token or settings.get("server", "token") or None
+        return Client(HttpBackend(url, token, actor=settings.actor), settings)
     from gyre.client.backend import LocalBackend
 
     return Client(LocalBackend(settings), settings)

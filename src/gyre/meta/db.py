@@ -8,6 +8,7 @@ locked" when a reader tries to upgrade to a writer.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,15 @@ class MetaStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def with_actor(self, actor: str) -> MetaStore:
+        """This store (same engine and pool) recording ``actor`` as who made each change.
+
+        Cheap enough to call per request: the API server records ``api:<caller>`` this way.
+        """
+        other = copy.copy(self)
+        other.actor = actor
+        return other
 
     # -- schema -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gyre.errors import AlreadyExists, InvalidArgument, NotFound, did_you_mean
 from gyre.ids import new_id, utcnow
+from gyre.jsonsafe import decode_floats, encode_floats
 from gyre.meta import MetaStore
 from gyre.meta.schema import AliasHistory, ModelAlias, ModelVersion, RegisteredModel
 
@@ -196,7 +197,7 @@ def create_model_version(
             package_digest=package_digest,
             flavor=flavor,
             signature=signature,
-            metrics=metrics or {},
+            metrics=encode_floats(metrics or {}),  # JSON columns cannot hold NaN or infinity
             dataset_versions=dataset_versions or {},
             description=description,
             status="ready",
@@ -398,7 +399,7 @@ def _version_info(mv: ModelVersion, aliases: list[str]) -> ModelVersionInfo:
         run_id=mv.run_id,
         artifact_path=mv.artifact_path,
         signature=mv.signature,
-        metrics=dict(mv.metrics or {}),
+        metrics=decode_floats(mv.metrics or {}),
         dataset_versions=dict(mv.dataset_versions or {}),
         description=mv.description,
         status=mv.status,

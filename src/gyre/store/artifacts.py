@@ -148,7 +148,7 @@ class ArtifactStore(TreeStore):
         path = Path(path)
         if not path.is_file():
             raise NotFound(f"No file at {path}: pass the path of an existing file.")
-        digest, size = _hash_file(path)
+        digest, size = hash_file(path)
         if not self.exists(digest):
             self._upload(path, self.blob_key(digest))
         return Blob(digest, size)
@@ -263,7 +263,9 @@ class VerifiedReader:
     def read(self, size: int = -1) -> bytes:
         chunk = self._handle.read(size)
         self._hash.update(chunk)
-        if not chunk or size < 0 or len(chunk) < size:
+        # Only an empty read (or a read-all) is the end: a network stream may return less
+        # than asked mid-way, and what follows must reach the caller, not just the hash.
+        if not chunk or size < 0:
             self._verify()
         return chunk
 
@@ -316,7 +318,8 @@ def _check_digest(digest: str) -> None:
         raise InvalidArgument(f"{digest!r} is not a sha256 digest (64 lowercase hex characters).")
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
+def hash_file(path: Path) -> tuple[str, int]:
+    """sha256 hex digest and size of a file, read in chunks."""
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+
+from gyre.jsonsafe import decode_float, encode_float, from_json, to_json
 
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 
@@ -19,11 +20,11 @@ class ExperimentInfo:
     created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentInfo:
-        return _from_dict(cls, data)
+        return from_json(cls, data)
 
 
 @dataclass
@@ -50,11 +51,11 @@ class ArtifactInfo:
     created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArtifactInfo:
-        return _from_dict(cls, data)
+        return from_json(cls, data)
 
 
 @dataclass
@@ -88,47 +89,8 @@ class RunInfo:
         return (self.end_time - self.start_time).total_seconds()
 
     def to_dict(self) -> dict[str, Any]:
-        out = _to_dict(self)
-        out["metrics"] = {k: encode_float(v) for k, v in self.metrics.items()}
-        return out
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
-        run = _from_dict(cls, data)
-        run.metrics = {k: decode_float(v) for k, v in data.get("metrics", {}).items()}
-        return run
-
-
-def encode_float(value: float) -> float | str:
-    """JSON has no NaN or infinity: send them as the strings "NaN", "Infinity", "-Infinity"."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def decode_float(value: float | str | None) -> float:
-    if value is None:
-        return math.nan
-    return float(value)  # float() reads "NaN", "Infinity" and "-Infinity"
-
-
-def _to_dict(obj: Any) -> dict[str, Any]:
-    out = {}
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        out[f.name] = v.isoformat() if isinstance(v, datetime) else v
-    return out
-
-
-def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        v = data[f.name]
-        if isinstance(v, str) and "datetime" in str(f.type):
-            v = datetime.fromisoformat(v)
-        kwargs[f.name] = v
-    return cls(**kwargs)
+        return from_json(cls, data)

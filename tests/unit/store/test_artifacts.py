@@ -111,3 +111,34 @@ def test_large_files_stream_with_memory_that_does_not_grow(store: ArtifactStore,
 def test_unknown_scheme() -> None:
     with pytest.raises(InvalidArgument, match="file:///path or s3://bucket/prefix"):
         ArtifactStore("ftp://x/y")
+
+
+class _ShortReads(io.BytesIO):
+    """A stream that returns fewer bytes than asked, as sockets and object stores may."""
+
+    def read(self, size: int = -1) -> bytes:
+        return super().read(min(size, 100) if size and size > 0 else size)
+
+
+def test_short_reads_are_not_mistaken_for_the_end() -> None:
+    from gyre.store.artifacts import VerifiedReader
+
+    data = os.urandom(8000)
+    reader = VerifiedReader(_ShortReads(data), hashlib.sha256(data).hexdigest(), "x")
+    out = io.BytesIO()
+    import shutil
+
+    shutil.copyfileobj(reader, out, 1024)
+    assert out.getvalue() == data
+
+
+def test_non_finite_registry_metrics_round_trip(meta) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    from gyre.models import registry
+
+    mv = registry.create_model_version(
+        meta, "m", package_digest="a" * 64, flavor="sklearn", metrics={"auc": math.nan, "loss": math.inf}
+    )
+    got = registry.get_model_version(meta, "m", mv.version).metrics
+    assert math.isnan(got["auc"]) and got["loss"] == math.inf

@@ -1,0 +1,264 @@
+"""The control-plane ASGI app: routes under ``/api/v1``, health probes, auth, limits, errors.
+
+Every error leaves as ``{"error": code, "message": text}`` with the status of its
+:class:`~gyre.errors.GyreError` class, so the HTTP client can raise the same class with the
+same message the local SDK would have raised.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gyre.config import Settings
+from gyre.errors import ERRORS_BY_CODE, GyreError, InvalidArgument, Unauthorized
+from gyre.meta import MetaStore
+from gyre.store import ArtifactStore
+
+API_PREFIX = "/api/v1"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+DEFAULT_MAX_BLOB_SIZE = 5 << 30  # 5 GiB: room for large model packages
+DEFAULT_MAX_BODY_SIZE = 64 << 20  # every other request body (JSON)
+
+log = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(InvalidArgument):
+    """A request body over the server's limit (HTTP 413; the client sees InvalidArgument)."""
+
+    status_code = 413
+
+
+def create_app(
+    settings: Settings,
+    *,
+    token: str | None = None,
+    max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+) -> FastAPI:
+    """Build the API over the metadata and artifact stores named in ``settings``.
+
+    Args:
+        settings: where the metadata database and the artifact store are.
+        token: if set, every route but ``/healthz`` and ``/readyz`` needs
+            ``Authorization: Bearer <token>``.
+        max_blob_size: the largest ``PUT /api/v1/blobs`` body, in bytes.
+        max_body_size: the largest body of any other request, in bytes.
+    """
+    from gyre.api.routes import blobs, experiments, models, runs
+
+    meta = MetaStore(settings.metadata_url, actor="api")
+    store = ArtifactStore(settings.store_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(app.state.check_ready)
+        except Exception as exc:  # the server still starts; /readyz answers 503 and says why
+            log.warning("The metadata store is not ready: %s", exc)
+        yield
+        meta.close()
+
+    app = FastAPI(
+        title="Gyre control plane",
+        version=_version(),
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.meta = meta
+    app.state.store = store
+    app.state.ready = False
+
+    def check_ready() -> None:
+        meta.ensure_schema()
+        app.state.ready = True
+
+    app.state.check_ready = check_ready
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (experiments, runs, models, blobs):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+
+    app.add_exception_handler(GyreError, _gyre_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    # The last added runs first: auth answers before any body is read.
+    app.add_middleware(BodyLimit, max_blob_size=max_blob_size, max_body_size=max_body_size)
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    return app
+
+
+async def healthz() -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the metadata store is reachable and at this Gyre's schema revision."""
+    state = request.app.state
+    if not state.ready:
+        try:
+            await run_in_threadpool(state.check_ready)
+        except GyreError as exc:
+            return JSONResponse(exc.to_dict(), status_code=503)
+        except Exception as exc:
+            message = (
+                f"The metadata store is not ready: {type(exc).__name__}; the server log has the details."
+            )
+            log.warning("Readiness check failed: %s", exc)
+            return JSONResponse({"error": "backend_unavailable", "message": message}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+async def _gyre_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GyreError)
+    if exc.status_code >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
+    message = "Invalid request: " + "; ".join(problems) + "."
+    return JSONResponse({"error": InvalidArgument.code, "message": message}, status_code=400)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = next((c for c, cls in ERRORS_BY_CODE.items() if cls.status_code == exc.status_code), None)
+    if code is None:
+        code = InvalidArgument.code if exc.status_code < 500 else GyreError.code
+    message = str(exc.detail)
+    if exc.status_code == 404:
+        message = f"No route {request.method} {request.url.path}; see {API_PREFIX}/docs for the API."
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    return JSONResponse({"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this answer, so uvicorn logs the traceback.
+    return JSONResponse(
+        {"error": GyreError.code, "message": "Internal server error; the server log has the details."},
+        status_code=500,
+    )
+
+
+# -- middleware (plain ASGI: no per-request task or body copy) ------------------------------
+
+
+class BearerAuth:
+    """Require ``Authorization: Bearer <token>`` on every path but the health probes."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        if hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        err = Unauthorized(
+            ("Wrong bearer token" if given else "This Gyre server needs a bearer token")
+            + "; set GYRE_SERVER_TOKEN (or pass token= to gyre.connect()) to the server's token."
+        )
+        await _send_error(send, err, [(b"www-authenticate", b"Bearer")])
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit: ``max_blob_size`` for blob uploads, else ``max_body_size``.
+
+    A declared ``Content-Length`` over the limit is refused before reading; a chunked body
+    is counted as it streams in, and reading past the limit raises :class:`PayloadTooLarge`.
+    """
+
+    def __init__(self, app: ASGIApp, max_blob_size: int, max_body_size: int) -> None:
+        self.app = app
+        self.max_blob_size = max_blob_size
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_blob = scope["path"].startswith(f"{API_PREFIX}/blobs")
+        limit = self.max_blob_size if is_blob else self.max_body_size
+        what = "A blob" if is_blob else "A request body"
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_error(send, _too_large(what, int(declared), limit))
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _too_large(what, received, limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(what: str, size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{what} of {size:,} bytes or more is over this server's limit of {limit:,} bytes; "
+        "raise the limit where the server is started, or send less."
+    )
+
+
+async def _send_error(send: Send, err: GyreError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps(err.to_dict()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _version() -> str:
+    # Not ``gyre.__version__``: importing the top package counts as importing the SDK (its
+    # type-checking imports), which the layer contract forbids the API.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gyre-ml")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,77 @@
+"""A live control-plane server per test: uvicorn over a real loopback socket, in a thread.
+
+The server is configured exactly as :func:`gyre.api.server.run_server` configures it
+(:func:`gyre.api.server.server_options`), on a socket bound to port 0 so tests never race
+for a port.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+
+from gyre.api.app import create_app
+from gyre.api.server import server_options
+from gyre.client.client import Client, connect
+from gyre.config import Settings
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    token: str | None
+
+
+@contextmanager
+def serve(
+    settings: Settings, *, token: str | None = None, loop: str = "auto", **limits: Any
+) -> Iterator[LiveServer]:
+    """Run the API for ``settings`` until the block ends (``loop="asyncio"`` to avoid uvloop)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(settings, token=token, **limits)
+    options = {**server_options("127.0.0.1", port, log_level="warning"), "loop": loop}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.005)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", settings, token)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.fixture
+def start_server(settings: Settings) -> Iterator[Callable[..., LiveServer]]:
+    """Start servers (with a token, limits, another loop) for this test's project; all stop after it."""
+    with ExitStack() as stack:
+        yield lambda **kwargs: stack.enter_context(serve(settings, **kwargs))
+
+
+@pytest.fixture
+def server(start_server: Callable[..., LiveServer]) -> LiveServer:
+    return start_server()
+
+
+@pytest.fixture
+def remote(server: LiveServer, settings: Settings) -> Iterator[Client]:
+    """A client of the live server, as ``gyre.connect(url)`` makes it."""
+    client = connect(server.url, settings=settings)
+    yield client
+    client.close()
