@@ -187,3 +187,32 @@ def test_public_api_is_curated() -> None:
         assert getattr(gyre, name) is not None
     with pytest.raises(AttributeError):
         gyre.not_a_thing  # noqa: B018
+
+
+def test_log_model_register_alias_and_load(client: Client) -> None:
+    import json
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(x, y)
+    with gyre.start_run(experiment="fraud") as run:
+        run.log_metric("auc", 0.93, step=1)
+        mv = run.log_model(model, "model", register_as="fraud", input_example=x[:5])
+    assert (mv.name, mv.version, mv.flavor, mv.run_id) == ("fraud", 1, "sklearn", run.id)
+    assert mv.metrics == {"auc": 0.93}
+    assert [c["name"] for c in mv.signature["inputs"]] == ["f0", "f1", "f2", "f3"]
+    gyre.set_alias("fraud", mv.version, "champion")
+
+    loaded = gyre.load_model("models:/fraud@champion")
+    np.testing.assert_allclose(loaded.predict(x[:10]), model.predict_proba(x[:10])[:, 1])
+    same = client.load_model(f"runs:/{run.id}/model")
+    np.testing.assert_allclose(same.predict(x[:3]), loaded.predict(x[:3]))
+
+    package = client.model_path("models:/fraud/1")
+    meta = json.loads((package / "gyre-model.json").read_text())
+    assert meta["run_id"] == run.id and meta["flavor"] == "sklearn"
+    assert client.runs.artifacts(run.id)[0].is_dir
