@@ -229,3 +229,52 @@ class AuditRecord(Base):
     action: Mapped[str] = mapped_column(String(128))
     subject: Mapped[str] = mapped_column(String(1024), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+
+class DatasetRecord(Base):
+    """A dataset in the catalog: a Delta table in the lake plus what Gyre knows about it."""
+
+    __tablename__ = "datasets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    keys: Mapped[list[str]] = mapped_column(Json, default=list)
+    event_time: Mapped[str | None] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Arrow schema as [{"name": ..., "type": ...}], fixed by the first version.
+    schema: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    expectations: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    reference_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DatasetVersion(Base):
+    """One committed ingest: a Delta table version with its statistics and provenance."""
+
+    __tablename__ = "dataset_versions"
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    schema_hash: Mapped[str] = mapped_column(String(64))
+    min_event_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_event_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(Text)
+    offsets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    actor: Mapped[str] = mapped_column(String(256))
+    validation: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    profile: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class QuarantineRecord(Base):
+    """A rejected batch: why it was refused and where its rows were kept for inspection."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    location: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -91,3 +91,22 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
     store.close()
+
+
+def test_upgrade_from_the_first_revision(meta_url: str) -> None:
+    """Every migration step runs on both dialects: stop at 0001, then upgrade to head."""
+    from gyre.meta.db import upgrade
+
+    old = MetaStore(meta_url)
+    with old.engine.begin() as conn:
+        upgrade(conn, "0001")
+    try:
+        with pytest.raises(SchemaOutdated, match="revision 0001"):
+            old.ensure_schema()
+        with old.engine.begin() as conn:
+            upgrade(conn)
+    finally:
+        old.close()
+    fresh = MetaStore(meta_url)
+    fresh.ensure_schema()
+    fresh.close()
