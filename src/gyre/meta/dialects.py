@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import ColumnElement, Table, case, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -12,7 +12,14 @@ from gyre.errors import InvalidArgument
 
 
 class SqlDialect:
-    """The operations whose SQL differs by database."""
+    """The operations whose SQL differs by database. Instances are equal per database kind,
+    so statements built for a dialect can be cached."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
     name = ""
 
@@ -26,6 +33,10 @@ class SqlDialect:
     def lock_for_migration(self, conn: Connection) -> None:
         """Serialise schema creation between processes that start at the same time."""
 
+    def json_object_agg(self, key: Any, value: Any, *, numeric: bool = False) -> ColumnElement[Any]:
+        """Aggregate ``key -> value`` rows into one JSON object (non-finite numbers as strings)."""
+        raise NotImplementedError
+
 
 class SqliteDialect(SqlDialect):
     name = "sqlite"
@@ -36,6 +47,11 @@ class SqliteDialect(SqlDialect):
 
     def insert(self, table: Table) -> Any:
         return sqlite.insert(table)
+
+    def json_object_agg(self, key: Any, value: Any, *, numeric: bool = False) -> ColumnElement[Any]:
+        if numeric:  # SQLite's JSON writes infinity as the invalid token Inf; spell it out
+            value = case((value > _MAX_DOUBLE, "Infinity"), (value < -_MAX_DOUBLE, "-Infinity"), else_=value)
+        return func.json_group_object(key, value)
 
 
 class PostgresDialect(SqlDialect):
@@ -52,8 +68,15 @@ class PostgresDialect(SqlDialect):
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
 
+    def json_object_agg(self, key: Any, value: Any, *, numeric: bool = False) -> ColumnElement[Any]:
+        # PostgreSQL writes non-finite float8 values as the strings "NaN" and "Infinity".
+        return func.json_object_agg(key, value)
+
     def lock_for_migration(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(7268697265)"))  # 'gyre' as a number
+
+
+_MAX_DOUBLE = 1.7976931348623157e308
 
 
 def dialect_for(url: str) -> SqlDialect:
