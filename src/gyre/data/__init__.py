@@ -1,0 +1,1 @@
+"""Data: the versioned lake (Delta tables), the dataset catalog, ingestion and validation."""
