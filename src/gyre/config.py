@@ -144,7 +144,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     explicit = env.get("GYRE_CONFIG")
     config_file = Path(explicit).resolve() if explicit else find_config(start)
-    if explicit and not config_file.is_file():
+    if explicit and not (config_file and config_file.is_file()):
         raise ConfigError(f"GYRE_CONFIG points at {explicit}, which is not a file.")
     root = config_file.parent if config_file else (start or Path.cwd()).resolve()
 

@@ -30,12 +30,12 @@ COMMAND_ORDER = ("init", "config", "db", "experiments", "runs", "models", "serve
 class GyreGroup(TyperGroup):
     """The root group: turns exceptions from any subcommand into a one-line message."""
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         return sorted(names, key=lambda n: rank.get(n, len(rank)))
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.TyperException, typer.Exit, typer.Abort):

@@ -6,6 +6,7 @@ One operation has one name here, in the REST API and in the CLI: ``client.runs.l
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,7 +138,7 @@ class Experiments:
     def get(self, name_or_id: str) -> ExperimentInfo:
         return self._b.get_experiment(name_or_id)
 
-    def list(self) -> list[ExperimentInfo]:
+    def list(self) -> builtins.list[ExperimentInfo]:
         return self._b.list_experiments()
 
 
@@ -156,7 +157,7 @@ class Runs:
         order_by: Sequence[str] | None = None,
         max_results: int = 1000,
         parent_run_id: str | None = None,
-    ) -> list[RunInfo]:
+    ) -> builtins.list[RunInfo]:
         """Runs matching ``filter`` (e.g. ``"metrics.auc > 0.9 and params.model = 'lgbm'"``)."""
         return self._b.list_runs(
             experiment=experiment,
@@ -176,13 +177,13 @@ class Runs:
         """Write ``(key, value, step, timestamp_ms)`` points, params and tags in one transaction."""
         return self._b.log_batch(run_id, metrics, params, tags)
 
-    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+    def metric_history(self, run_id: str, key: str) -> builtins.list[MetricPoint]:
         return self._b.metric_history(run_id, key)
 
     def finish(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> RunInfo:
         return self._b.finish_run(run_id, status, error)
 
-    def artifacts(self, run_id: str) -> list[ArtifactInfo]:
+    def artifacts(self, run_id: str) -> builtins.list[ArtifactInfo]:
         return self._b.list_artifacts(run_id)
 
     def download_artifact(self, run_id: str, path: str, dest: str | os.PathLike[str]) -> Path:
@@ -202,10 +203,10 @@ class Models:
     def get(self, name: str) -> RegisteredModelInfo:
         return self._b.get_registered_model(name)
 
-    def list(self) -> list[RegisteredModelInfo]:
+    def list(self) -> builtins.list[RegisteredModelInfo]:
         return self._b.list_registered_models()
 
-    def versions(self, name: str) -> list[ModelVersionInfo]:
+    def versions(self, name: str) -> builtins.list[ModelVersionInfo]:
         return self._b.list_model_versions(name)
 
     def get_version(self, name: str, version: int) -> ModelVersionInfo:
@@ -221,7 +222,7 @@ class Models:
     def delete_alias(self, name: str, alias: str, reason: str = "") -> None:
         self._b.delete_alias(name, alias, reason)
 
-    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+    def alias_history(self, name: str, alias: str | None = None) -> builtins.list[AliasMove]:
         return self._b.alias_history(name, alias)
 
     def load(self, uri: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, func, text
+from sqlalchemy import ColumnElement, case, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -26,7 +26,7 @@ class SqlDialect:
     def engine_options(self) -> dict[str, Any]:
         return {}
 
-    def insert(self, table: Table) -> Any:
+    def insert(self, table: Any) -> Any:
         """An INSERT that supports ``.on_conflict_do_update`` / ``.on_conflict_do_nothing``."""
         raise NotImplementedError
 
@@ -45,7 +45,7 @@ class SqliteDialect(SqlDialect):
         # The BEGIN IMMEDIATE of a write transaction already serialises migrations.
         return {"connect_args": {"check_same_thread": False, "timeout": 60}}
 
-    def insert(self, table: Table) -> Any:
+    def insert(self, table: Any) -> Any:
         return sqlite.insert(table)
 
     def json_object_agg(self, key: Any, value: Any, *, numeric: bool = False) -> ColumnElement[Any]:
@@ -65,7 +65,7 @@ class PostgresDialect(SqlDialect):
             "connect_args": {"connect_timeout": 5},
         }
 
-    def insert(self, table: Table) -> Any:
+    def insert(self, table: Any) -> Any:
         return postgresql.insert(table)
 
     def json_object_agg(self, key: Any, value: Any, *, numeric: bool = False) -> ColumnElement[Any]:

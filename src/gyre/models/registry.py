@@ -205,7 +205,7 @@ def create_model_version(
             created_at=utcnow(),
         )
         s.add(mv)
-        s.get(RegisteredModel, name).updated_at = mv.created_at
+        _find_model(s, name).updated_at = mv.created_at
         uow.record(
             "model.version_created",
             f"model:{name}/{version}",

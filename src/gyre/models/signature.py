@@ -189,7 +189,11 @@ def _infer_output_columns(data: Any) -> list[ColumnSpec]:
 
 def _unique(specs: list[ColumnSpec]) -> list[ColumnSpec]:
     seen: set[str] = set()
-    dupes = [s.name for s in specs if s.name in seen or seen.add(s.name)]
+    dupes = []
+    for s in specs:
+        if s.name in seen:
+            dupes.append(s.name)
+        seen.add(s.name)
     if dupes:
         raise InvalidArgument(f"The example has duplicate column names: {sorted(set(dupes))}.")
     return specs

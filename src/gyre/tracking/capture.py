@@ -34,10 +34,10 @@ def packages_hash() -> str:
 
 
 def _git_state(cwd: str) -> tuple[str | None, str | None]:
-    commit = _git(cwd, "rev-parse", "HEAD")
-    if commit is None:
+    head = _git(cwd, "rev-parse", "HEAD")
+    if head is None:
         return None, None
-    commit = commit.decode().strip()
+    commit = head.decode().strip()
     # Uncommitted changes: tracked diffs and the names + contents of untracked files.
     diff = _git(cwd, "diff", "HEAD", "--binary") or b""
     untracked = _git(cwd, "ls-files", "--others", "--exclude-standard", "-z") or b""

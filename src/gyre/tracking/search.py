@@ -84,7 +84,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise InvalidArgument(f"Filter {text!r}: cannot read from {text[pos:].strip()!r}.")
-        kind = m.lastgroup
+        kind = m.lastgroup or ""
         if kind in {"sq", "dq"}:
             out.append(("str", m.group(kind)))
         else:
@@ -133,7 +133,7 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     }[op]
 
 
-_KEYED = {"metrics": LatestMetric, "params": Param, "tags": RunTag}
+_KEYED: dict[str, Any] = {"metrics": LatestMetric, "params": Param, "tags": RunTag}
 
 
 def apply_filter(query: Select[Any], clauses: list[Clause]) -> Select[Any]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gyre.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
@@ -210,7 +210,7 @@ def log_batch(
                 [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
             )
         if rows:
-            s.execute(Metric.__table__.insert(), rows)
+            s.execute(insert(Metric), rows)
             _update_latest(meta, s, run_id, rows)
         uow.record(
             "run.logged",
@@ -411,7 +411,7 @@ def _write_params(s: Session, run_id: str, params: dict[str, str]) -> None:
             )
     new = [{"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing]
     if new:
-        s.execute(Param.__table__.insert(), new)
+        s.execute(insert(Param), new)
 
 
 def _param_value(key: str, value: Any) -> str:

@@ -14,7 +14,7 @@ def run() -> None:
     if connection is not None:
         _migrate(connection)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.begin() as conn:
         _migrate(conn)
 

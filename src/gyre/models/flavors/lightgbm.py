@@ -97,11 +97,11 @@ class LightGBMPredictor:
         self.wants_frame = bool(booster.pandas_categorical)
 
     def predict_numpy(self, x: np.ndarray) -> np.ndarray:
-        return self._finish(self.raw.predict(x, num_threads=threads_for(len(x))))
+        return self._finish(np.asarray(self.raw.predict(x, num_threads=threads_for(len(x)))))
 
     def predict_frame(self, frame: Any) -> np.ndarray:
         frame = text_as_category(frame)
-        return self._finish(self.raw.predict(frame, num_threads=threads_for(len(frame))))
+        return self._finish(np.asarray(self.raw.predict(frame, num_threads=threads_for(len(frame)))))
 
     def _finish(self, out: np.ndarray) -> np.ndarray:
         if not self._labels:

@@ -120,7 +120,7 @@ class XGBoostPredictor:
         self._labels = labels
         self._classes = classes
         self._range = iteration_range
-        self.feature_names: list[str] | None = booster.feature_names
+        self.feature_names: list[str] | None = list(booster.feature_names or []) or None
         # categorical features are re-coded by XGBoost only from a DataFrame's category columns
         self.wants_frame = "c" in (booster.feature_types or ())
 
