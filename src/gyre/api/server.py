@@ -35,7 +35,7 @@ KEEP_ALIVE_S = 30  # longer than the client's pool expiry, so the client closes 
 _WORKER_ARGS = "_GYRE_API_WORKER_ARGS"  # how settings reach worker processes (spawned, not forked)
 
 
-class NoDelayHttpProtocol(_HttpProtocol):  # type: ignore[misc, valid-type]
+class NoDelayHttpProtocol(_HttpProtocol):
     """uvicorn's HTTP protocol, with ``TCP_NODELAY`` set on each accepted TCP connection."""
 
     def connection_made(self, transport: Any) -> None:
@@ -135,5 +135,5 @@ def _encode_worker_args(settings: Settings, token: str | None, limits: dict[str,
 def _worker_app() -> Any:
     data = json.loads(base64.b64decode(os.environ[_WORKER_ARGS]))
     values = {tuple(key.split(".", 1)): Value(v, "server") for key, v in data["values"].items()}
-    settings = Settings(root=Path(data["root"]), config_file=None, values=values)  # type: ignore[arg-type]
+    settings = Settings(root=Path(data["root"]), config_file=None, values=values)
     return create_app(settings, token=data["token"], **data["limits"])

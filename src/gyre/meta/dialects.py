@@ -37,9 +37,26 @@ class SqlDialect:
         """Aggregate ``key -> value`` rows into one JSON object (non-finite numbers as strings)."""
         raise NotImplementedError
 
+    # Whether events become visible in ``seq`` order, i.e. a reader can never see seq N+1
+    # committed while seq N is still in flight. True where writers are serialised.
+    events_commit_in_seq_order = False
+
+    def event_writers(self, conn: Connection) -> frozenset[str]:
+        """Transactions (other than ``conn``'s) that may be inserting into ``events`` right now.
+
+        Only asked when ``events_commit_in_seq_order`` is false. Contract: every transaction
+        that has been handed an ``events.seq`` value and has not yet finished is in the result,
+        under an id that a later transaction does not reuse soon (a reused id can only make a
+        caller wait longer, never miss a writer).
+        """
+        raise NotImplementedError
+
 
 class SqliteDialect(SqlDialect):
     name = "sqlite"
+    # One writer at a time (write transactions start with BEGIN IMMEDIATE), so rowids are
+    # handed out and committed in the same order.
+    events_commit_in_seq_order = True
 
     def engine_options(self) -> dict[str, Any]:
         # The BEGIN IMMEDIATE of a write transaction already serialises migrations.
@@ -74,6 +91,29 @@ class PostgresDialect(SqlDialect):
 
     def lock_for_migration(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(7268697265)"))  # 'gyre' as a number
+
+    def event_writers(self, conn: Connection) -> frozenset[str]:
+        # A sequence hands out values when asked, not when the transaction commits: seq 10
+        # may still be in flight while seq 11 is already visible. Every INSERT into
+        # ``events`` takes a RowExclusiveLock on the table when it is parsed or its plan is
+        # locked, before the column default calls nextval(), and keeps it until its
+        # transaction ends. So any transaction holding a seq that is not yet final shows up
+        # here, under its virtual transaction id (backend slot / local counter; the counter
+        # survives slot reuse, so an id recurs only after 2^32 transactions on that slot or
+        # a server restart). pg_locks includes fast-path locks and needs no privilege. This
+        # reads lock state only: it never blocks writers, unlike LOCK TABLE.
+        # Assumes seqs are only drawn by INSERTs into ``events`` (the column default), never
+        # by a bare nextval() whose INSERT comes later.
+        rows = conn.execute(
+            text(
+                "SELECT DISTINCT virtualtransaction FROM pg_locks "
+                "WHERE locktype = 'relation' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND relation = to_regclass('events') AND mode = 'RowExclusiveLock' "
+                "AND pid IS DISTINCT FROM pg_backend_pid()"
+            )
+        )
+        return frozenset(r[0] for r in rows)
 
 
 _MAX_DOUBLE = 1.7976931348623157e308

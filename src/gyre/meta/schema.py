@@ -278,3 +278,44 @@ class QuarantineRecord(Base):
     location: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsumerPosition(Base):
+    """How far one controller reaction has read the ``events`` outbox.
+
+    ``position`` is the ``seq`` of the last event the reaction is done with (handled, not
+    subscribed, or dead-lettered); every event with a smaller ``seq`` is settled for it. The row
+    is advanced in the same transaction as the handler's own writes, under a row lock that is
+    the controller's lease on the reaction (see ``gyre.controller.consumer``).
+    """
+
+    __tablename__ = "consumer_positions"
+    reaction: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    # The controller that last advanced the position, for operators; not used for locking.
+    holder: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReactionFailure(Base):
+    """A reaction's handler raised on an event: retried with backoff, or dead-lettered.
+
+    While ``dead`` is false the reaction's position stays before ``event_seq`` and the event
+    is tried again at ``next_attempt_at``; once ``dead`` the position has moved past it and the
+    row is the visible record of the event the reaction gave up on.
+    """
+
+    __tablename__ = "reaction_failures"
+    reaction: Mapped[str] = mapped_column(
+        ForeignKey("consumer_positions.reaction", ondelete="CASCADE"), primary_key=True
+    )
+    event_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(ID)
+    event_type: Mapped[str] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dead: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
