@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from gyre.cli import db, models, project, runs, server
+from gyre.cli import data, db, models, project, runs, server
 from gyre.errors import GyreError
 
 EXIT_ERROR = 1  # a GyreError: the message says what to do
@@ -24,7 +24,19 @@ EXIT_UNEXPECTED = 2  # a bug or an environment problem Gyre did not anticipate
 
 
 # The order of `gyre --help`: the loop from setting up to serving.
-COMMAND_ORDER = ("init", "config", "db", "experiments", "runs", "models", "serve")
+COMMAND_ORDER = (
+    "init",
+    "config",
+    "db",
+    "ingest",
+    "validate",
+    "datasets",
+    "quarantine",
+    "experiments",
+    "runs",
+    "models",
+    "serve",
+)
 
 
 class GyreGroup(TyperGroup):
@@ -83,11 +95,15 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-PROJECT, TRACKING, REGISTRY, SERVING = "Project", "Tracking", "Model registry", "Serving"
+PROJECT, DATA, TRACKING, REGISTRY, SERVING = "Project", "Data", "Tracking", "Model registry", "Serving"
 
 app.command("init", rich_help_panel=PROJECT)(project.init)
 app.add_typer(project.config_app, name="config", rich_help_panel=PROJECT)
 app.add_typer(db.app, name="db", rich_help_panel=PROJECT)
+app.command("ingest", rich_help_panel=DATA)(data.ingest)
+app.command("validate", rich_help_panel=DATA)(data.validate)
+app.add_typer(data.datasets_app, name="datasets", rich_help_panel=DATA)
+app.add_typer(data.quarantine_app, name="quarantine", rich_help_panel=DATA)
 app.add_typer(runs.experiments_app, name="experiments", rich_help_panel=TRACKING)
 app.add_typer(runs.app, name="runs", rich_help_panel=TRACKING)
 app.add_typer(models.app, name="models", rich_help_panel=REGISTRY)

@@ -7,7 +7,6 @@ profile). Recording a version emits ``dataset.version_created`` in the same tran
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,12 +14,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gyre.errors import AlreadyExists, InvalidArgument, NotFound, did_you_mean
+from gyre.data.lake import check_dataset_name
+from gyre.errors import AlreadyExists, NotFound, did_you_mean
 from gyre.ids import new_id, utcnow
 from gyre.meta import MetaStore
 from gyre.meta.schema import DatasetRecord, DatasetVersion, QuarantineRecord
-
-DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 @dataclass
@@ -64,15 +62,6 @@ class QuarantineInfo:
     location: str | None
     actor: str
     created_at: datetime
-
-
-def check_dataset_name(name: str) -> str:
-    if not isinstance(name, str) or not DATASET_NAME.match(name):
-        raise InvalidArgument(
-            f"Invalid dataset name {name!r}: use lowercase letters, digits and _, "
-            "starting with a letter (at most 63 characters), e.g. 'payments'."
-        )
-    return name
 
 
 # -- datasets ------------------------------------------------------------------------------
