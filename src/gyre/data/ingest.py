@@ -20,15 +20,9 @@ from typing import Any
 
 from gyre.data import catalog
 from gyre.data.lake import Lake, check_dataset_name
+from gyre.data.profiles import Profile, Profiler
 from gyre.data.readers import Source, open_source
-from gyre.data.validation import (
-    Expectations,
-    Profile,
-    Profiler,
-    ValidationReport,
-    infer_expectations,
-    validate,
-)
+from gyre.data.validation import Expectations, ValidationReport, infer_expectations, validate
 from gyre.errors import InvalidArgument
 from gyre.meta import MetaStore
 from gyre.store import ArtifactStore

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gyre.data.profiles import Profile, Profiler, logical_type, profile
 from gyre.data.validation import (
     AllowedValues,
     ColumnType,
@@ -20,17 +21,13 @@ from gyre.data.validation import (
     Expectations,
     MaxNullFraction,
     NoExtraColumns,
-    Profile,
-    Profiler,
     RowChecks,
     ValidationReport,
     ValueRange,
     categorical_psi,
     infer_expectations,
     ks_2samp,
-    logical_type,
     numeric_psi,
-    profile,
     validate,
 )
 from gyre.errors import InvalidArgument
