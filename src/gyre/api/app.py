@@ -55,10 +55,13 @@ def create_app(
         max_blob_size: the largest ``PUT /api/v1/blobs`` body, in bytes.
         max_body_size: the largest body of any other request, in bytes.
     """
-    from gyre.api.routes import blobs, experiments, models, runs
+    from gyre.api.routes import blobs, datasets, experiments, models, runs
+    from gyre.data.lake import Lake
+    from gyre.data.push import PushBuffer
 
     meta = MetaStore(settings.metadata_url, actor="api")
     store = ArtifactStore(settings.store_url)
+    push = PushBuffer(settings.root / ".gyre" / "push.db", meta, Lake(settings.store_url))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +69,10 @@ def create_app(
             await run_in_threadpool(app.state.check_ready)
         except Exception as exc:  # the server still starts; /readyz answers 503 and says why
             log.warning("The metadata store is not ready: %s", exc)
+        # Commit what a previous process acknowledged but had not committed, then keep flushing.
+        await run_in_threadpool(push.start)
         yield
+        await run_in_threadpool(push.close)
         meta.close()
 
     app = FastAPI(
@@ -79,6 +85,7 @@ def create_app(
     )
     app.state.meta = meta
     app.state.store = store
+    app.state.push = push
     app.state.ready = False
 
     def check_ready() -> None:
@@ -91,6 +98,7 @@ def create_app(
     for module in (experiments, runs, models, blobs):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(datasets.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
 

@@ -1,0 +1,220 @@
+"""Records pushed over HTTP: acknowledged once durable, committed to the lake in groups.
+
+A request's records are checked against the dataset's schema, then written to a local
+SQLite buffer (WAL) in one transaction; only then is the request answered. A flusher groups
+buffered records into Delta commits by count or age, so thousands of small requests make a
+handful of versions. Each commit carries the buffer position it covers as a Delta app
+transaction (``gyre-push``), written atomically with the rows: after a crash at any point,
+recovery skips what the lake already has and commits the rest, so no acknowledged record is
+lost and none is committed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from gyre.data import catalog
+from gyre.data.lake import Lake, check_dataset_name
+from gyre.errors import InvalidArgument, NotFound
+from gyre.meta import MetaStore
+
+APP_ID = "gyre-push"
+MAX_RECORDS_PER_REQUEST = 10_000
+
+
+class PushBuffer:
+    """A durable buffer of pushed records per dataset, flushed into the lake in groups.
+
+    Args:
+        path: the SQLite file holding records not yet committed.
+        max_rows: commit once a dataset has this many buffered records.
+        max_delay_s: commit records at most this long after they were acknowledged.
+    """
+
+    def __init__(
+        self, path: Path, meta: MetaStore, lake: Lake, *, max_rows: int = 10_000, max_delay_s: float = 1.0
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.meta, self.lake = meta, lake
+        self.max_rows, self.max_delay_s = max_rows, max_delay_s
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a killed process (the acknowledgement's promise); only power loss can
+        # lose the last transactions.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "dataset TEXT NOT NULL, payload TEXT NOT NULL)"
+        )
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._schemas: dict[str, pa.Schema] = {}
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def append(self, dataset: str, records: Sequence[Any]) -> int:
+        """Check ``records`` (a list of JSON objects) and store them durably; returns how many."""
+        check_dataset_name(dataset)
+        if not isinstance(records, list) or not records:
+            raise InvalidArgument("Send a JSON array of record objects (or NDJSON, one object per line).")
+        if len(records) > MAX_RECORDS_PER_REQUEST:
+            raise InvalidArgument(
+                f"{len(records):,} records in one request; "
+                f"send at most {MAX_RECORDS_PER_REQUEST:,} per request."
+            )
+        for i, r in enumerate(records):
+            if not isinstance(r, dict):
+                raise InvalidArgument(f'Record {i} is {type(r).__name__}, not an object like {{"field": 1}}.')
+        self._to_table(dataset, records)  # refuse records that do not fit the dataset, before acking
+        rows = [(dataset, json.dumps(r, separators=(",", ":"))) for r in records]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO records (dataset, payload) VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            pending = self._db.execute(
+                "SELECT count(*) FROM records WHERE dataset = ?", (dataset,)
+            ).fetchone()[0]
+        if pending >= self.max_rows:
+            self._wake.set()
+        return len(records)
+
+    # -- flushing ------------------------------------------------------------------------------
+
+    def flush(self) -> dict[str, list[int]]:
+        """Commit everything buffered now; returns the new versions per dataset."""
+        out: dict[str, list[int]] = {}
+        with self._flush_lock:
+            datasets = [d for (d,) in self._db.execute("SELECT DISTINCT dataset FROM records")]
+            for dataset in datasets:
+                while version := self._commit_group(dataset):
+                    out.setdefault(dataset, []).append(version[0])
+        return out
+
+    def start(self) -> None:
+        """Recover what a crash left behind, then flush in the background."""
+        self.flush()
+        self._thread = threading.Thread(target=self._loop, name="gyre-push-flusher", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the flusher after a last flush."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+        self._db.close()
+
+    def pending(self, dataset: str | None = None) -> int:
+        if dataset is None:
+            return self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+        return self._db.execute("SELECT count(*) FROM records WHERE dataset = ?", (dataset,)).fetchone()[0]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.max_delay_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+            except Exception:  # the records stay buffered; the next round retries them
+                import logging
+
+                logging.getLogger(__name__).exception("flushing pushed records failed; will retry")
+
+    def _commit_group(self, dataset: str) -> tuple[int] | None:
+        committed = self.lake.transaction_version(dataset, APP_ID) if self.lake.exists(dataset) else None
+        if committed is not None:  # committed before a crash, not yet removed from the buffer
+            self._delete_upto(dataset, committed)
+        rows = self._db.execute(
+            "SELECT seq, payload FROM records WHERE dataset = ? ORDER BY seq LIMIT ?",
+            (dataset, self.max_rows),
+        ).fetchall()
+        if not rows:
+            return None
+        last = rows[-1][0]
+        table = self._to_table(dataset, [json.loads(p) for _, p in rows])
+        version = self.lake.append(
+            dataset,
+            table,
+            custom_metadata={"gyre.source": "http push"},
+            app_transaction=(APP_ID, last),
+        )
+        self._record(dataset, version, table, last)
+        self._delete_upto(dataset, last)
+        return (version,)
+
+    def _delete_upto(self, dataset: str, seq: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM records WHERE dataset = ? AND seq <= ?", (dataset, seq))
+
+    def _record(self, dataset: str, version: int, table: pa.Table, last: int) -> None:
+        info, _ = catalog.ensure_dataset(self.meta, dataset)
+        schema = [{"name": f.name, "type": str(f.type)} for f in table.schema]
+        event_time = info.event_time
+        low = high = None
+        if event_time and event_time in table.column_names:
+            import pyarrow.compute as pc
+
+            mm = pc.min_max(table[event_time])
+            low, high = mm["min"].as_py(), mm["max"].as_py()
+        catalog.record_version(
+            self.meta,
+            dataset,
+            version,
+            rows=table.num_rows,
+            bytes=table.nbytes,
+            schema=schema,
+            schema_hash=hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest(),
+            source="http push",
+            offsets={"push_seq": last},
+            min_event_time=low,
+            max_event_time=high,
+        )
+
+    def _to_table(self, dataset: str, records: list[dict[str, Any]]) -> pa.Table:
+        schema = self._schema(dataset)
+        try:
+            if schema is None:
+                return pa.Table.from_pylist(records)
+            extra = sorted({k for r in records for k in r} - set(schema.names))
+            if extra:
+                raise InvalidArgument(
+                    f"Field(s) {', '.join(extra)} are not in dataset '{dataset}'; its fields: "
+                    f"{', '.join(schema.names)}."
+                )
+            table = pa.Table.from_pylist(
+                records, schema=pa.schema([f.with_type(_wire_type(f.type)) for f in schema])
+            )
+            return table.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidArgument(f"Records do not fit dataset '{dataset}': {exc}") from None
+
+    def _schema(self, dataset: str) -> pa.Schema | None:
+        if dataset not in self._schemas:
+            try:
+                self._schemas[dataset] = self.lake.schema(dataset)
+            except NotFound:
+                return None
+        return self._schemas[dataset]
+
+
+def _wire_type(t: pa.DataType) -> pa.DataType:
+    """JSON carries timestamps as ISO strings; read them as text, then cast."""
+    return pa.string() if pa.types.is_timestamp(t) or pa.types.is_date(t) else t

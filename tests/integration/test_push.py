@@ -1,0 +1,136 @@
+"""HTTP push into a dataset through a real server process: durable acks, grouped commits, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gyre.data import catalog
+from gyre.data.lake import Lake
+from gyre.meta import MetaStore
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(project: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gyre.cli.main", "serve", "--port", str(port)],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "gyre serve did not start"
+        time.sleep(0.1)
+
+
+def _rows(project: Path) -> list[int]:
+    lake = Lake(f"file://{project / '.gyre' / 'store'}")
+    if not lake.exists("events"):
+        return []
+    return lake.read("events", columns=["id"])["id"].to_pylist()
+
+
+def test_pushed_records_become_versions(project: Path) -> None:
+    port = _free_port()
+    proc = _serve(project, port)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/datasets/events/records"
+        for i in range(20):
+            r = httpx.post(url, json=[{"id": i * 5 + j, "v": 1.5} for j in range(5)])
+            assert r.status_code == 202 and r.json()["accepted"] == 5
+        ndjson = b'{"id": 1000, "v": 2.0}\n{"id": 1001, "v": 2.5}\n'
+        r = httpx.post(url, content=ndjson, headers={"content-type": "application/x-ndjson"})
+        assert r.status_code == 202 and r.json()["accepted"] == 2
+        bad = httpx.post(url, json={"id": 1})
+        assert bad.status_code == 400 and "array of records" in bad.json()["message"]
+        deadline = time.monotonic() + 10
+        while len(_rows(project)) < 102:
+            assert time.monotonic() < deadline, "pushed records were not committed within the flush interval"
+            time.sleep(0.2)
+        wrong = httpx.post(url, json=[{"id": "not a number", "v": 1.0}])
+        assert wrong.status_code == 400 and "do not fit" in wrong.json()["message"]
+        extra = httpx.post(url, json=[{"id": 1, "v": 1.0, "colour": "red"}])
+        assert extra.status_code == 400 and "colour" in extra.json()["message"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert sorted(_rows(project)) == sorted([*range(100), 1000, 1001])
+    meta = MetaStore(f"sqlite:///{project / '.gyre' / 'meta.db'}")
+    try:
+        versions = catalog.list_versions(meta, "events")
+    finally:
+        meta.close()
+    assert sum(v.rows for v in versions) == 102
+    assert len(versions) < 21, "small requests were grouped into fewer commits"
+
+
+def test_kill_9_loses_no_acknowledged_record(project: Path) -> None:
+    port = _free_port()
+    proc = _serve(project, port)
+    url = f"http://127.0.0.1:{port}/v1/datasets/events/records"
+    acked: list[int] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(worker: int) -> None:
+        n = 0
+        with httpx.Client(timeout=5) as http:
+            while not stop.is_set():
+                ids = [worker * 1_000_000 + n * 10 + j for j in range(10)]
+                try:
+                    r = http.post(url, json=[{"id": i, "v": 0.5} for i in ids])
+                except httpx.TransportError:
+                    return
+                if r.status_code == 202:
+                    with lock:
+                        acked.extend(ids)
+                n += 1
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 3000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) >= 1000
+
+    proc = _serve(project, port)  # recovery commits what the killed process acknowledged
+    try:
+        deadline = time.monotonic() + 15
+        while not set(acked) <= set(_rows(project)):
+            assert time.monotonic() < deadline, "acknowledged records were lost"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    rows = _rows(project)
+    assert set(acked) <= set(rows)
+    assert len(rows) == len(set(rows)), "a record was committed twice"
