@@ -1,25 +1,27 @@
 """Batch ingestion of files into a dataset: read, profile, validate, then commit or quarantine.
 
-Two streaming passes over the files, each in bounded memory: the first profiles the batch and
-validates it against the dataset's expectations and reference profile; only a batch with no
-error-severity failure is read again and appended to the Delta table as one commit, and the
-version is recorded in the catalog (``dataset.version_created``). A rejected batch commits
-nothing to the dataset: its files are copied to the artifact store and recorded in the
-quarantine with the reasons. Validating before writing costs a second read, and buys the
-guarantee that bad data never becomes a table version, even for a moment.
+One streaming pass over the files, in bounded memory: each batch is profiled on its way into
+the Delta table; after the last batch the whole batch's profile is validated against the
+dataset's expectations and reference profile, and only then is the commit made, one commit
+per ingest, recorded in the catalog (``dataset.version_created``). A batch with an
+error-severity failure aborts the write, so bad data never becomes a table version, even for
+a moment: its files are copied to the artifact store and recorded in the quarantine with the
+reasons.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
+
 from gyre.data import catalog
-from gyre.data.lake import Lake, check_dataset_name
+from gyre.data.lake import Lake, check_dataset_name, schema_diff
 from gyre.data.profiles import Profile, Profiler
 from gyre.data.readers import Source, open_source
 from gyre.data.validation import Expectations, ValidationReport, infer_expectations, validate
@@ -93,30 +95,50 @@ def ingest_files(
             f"{', '.join(source.paths)}; its columns are: {', '.join(source.schema.names)}."
         )
 
-    profiler = Profiler()
-    for batch in source:
-        profiler.update(batch)
-    batch_profile = profiler.result()
-    if batch_profile.rows == 0:
-        raise InvalidArgument(f"{', '.join(source.paths)} has no rows; nothing to ingest.")
     expectations, reference = _expectations_and_reference(meta, info)
-    report = validate(batch_profile, expectations, reference=reference)
-    if report.errors or report.warnings:  # read once more, only to point at example rows
-        report = validate(batch_profile, expectations, reference=reference, batches=source)
     if dry_run:
+        batch_profile, report = _profile_and_validate(source, expectations, reference)
         return IngestResult(dataset, batch_profile.rows, report, dry_run=True)
 
     if info is None:
         info, _ = catalog.ensure_dataset(meta, dataset, keys=keys, event_time=event_time)
-    if not report.ok:
-        return _quarantine(meta, store, dataset, source, batch_profile, report, actor)
+    if lake.exists(dataset) and schema_diff(lake.schema(dataset), source.schema):
+        # The table would refuse these columns before reading a row: report them through
+        # validation instead, so the batch is quarantined with the reasons like any other.
+        batch_profile, report = _profile_and_validate(source, expectations, reference)
+        if not report.ok:
+            return _quarantine(meta, store, dataset, source, batch_profile, report, actor)
+    # One pass: the batches are profiled on their way into the table, and validation runs
+    # after the last one, before the commit; a rejection raises inside the stream, which
+    # aborts the append with nothing committed. (A second read would cost CSV ~45% of its
+    # throughput.) A rejected append leaves unreferenced Parquet files, as any failed write does.
+    profiler = Profiler()
+    outcome: dict[str, Any] = {}
+
+    def checked() -> Iterator[pa.RecordBatch]:
+        for batch in source:
+            profiler.update(batch)
+            yield batch
+        outcome["profile"] = prof = profiler.result()
+        if prof.rows == 0:
+            raise InvalidArgument(f"{', '.join(source.paths)} has no rows; nothing to ingest.")
+        outcome["report"] = report = validate(prof, expectations, reference=reference)
+        if not report.ok:
+            raise _Rejected
 
     label = _source_label(source)
-    version = lake.append(
-        dataset,
-        source.to_reader(),
-        custom_metadata={"gyre.source": label[:1000], "gyre.actor": actor or meta.actor},
-    )
+    try:
+        version = lake.append(
+            dataset,
+            pa.RecordBatchReader.from_batches(source.schema, checked()),
+            custom_metadata={"gyre.source": label[:1000], "gyre.actor": actor or meta.actor},
+        )
+    except _Rejected:
+        batch_profile = outcome["profile"]
+        # Read once more, only now, to point at example rows of the failures.
+        report = validate(batch_profile, expectations, reference=reference, batches=source)
+        return _quarantine(meta, store, dataset, source, batch_profile, report, actor)
+    batch_profile, report = outcome["profile"], outcome["report"]
     schema = [{"name": f.name, "type": str(f.type)} for f in source.schema]
     low, high = _event_time_range(batch_profile, info.event_time)
     catalog.record_version(
@@ -138,6 +160,25 @@ def ingest_files(
         # The first version proposes the expectations later batches are held to.
         catalog.ensure_dataset(meta, dataset, expectations=infer_expectations(batch_profile).to_list())
     return IngestResult(dataset, batch_profile.rows, report, version=version)
+
+
+class _Rejected(Exception):
+    """Raised at the end of the stream when validation failed, to abort the append."""
+
+
+def _profile_and_validate(
+    source: Source, expectations: Expectations, reference: Profile | None
+) -> tuple[Profile, ValidationReport]:
+    profiler = Profiler()
+    for batch in source:
+        profiler.update(batch)
+    batch_profile = profiler.result()
+    if batch_profile.rows == 0:
+        raise InvalidArgument(f"{', '.join(source.paths)} has no rows; nothing to ingest.")
+    report = validate(batch_profile, expectations, reference=reference)
+    if report.errors or report.warnings:  # read once more, only to point at example rows
+        report = validate(batch_profile, expectations, reference=reference, batches=source)
+    return batch_profile, report
 
 
 def _dataset_or_none(meta: MetaStore, name: str) -> catalog.DatasetInfo | None:

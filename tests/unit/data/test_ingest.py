@@ -124,3 +124,27 @@ def test_two_ingests_at_once_both_land(env, tmp_path: Path) -> None:  # type: ig
     assert errors == []
     assert sorted(v.version for v in catalog.list_versions(meta, "payments")) == [0, 1, 2]
     assert lake.version("payments") == 2
+
+
+def test_a_batch_failing_a_value_check_aborts_the_write(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Rejected after the last batch streamed into the table: the commit never happens."""
+    import pyarrow.compute as pc
+
+    meta, lake, store = env
+    p1, _ = payments(tmp_path, "day1.parquet", 0)
+    ingest_files(meta, lake, store, "payments", str(p1), event_time="ts")
+    _, day2 = payments(tmp_path, "unused.parquet", 1)
+    holes = day2.set_column(
+        day2.schema.get_field_index("user_id"),
+        "user_id",
+        pc.if_else(pc.less(day2["user_id"], 20), None, day2["user_id"]),
+    )
+    bad = tmp_path / "holes.parquet"
+    pq.write_table(holes, bad)
+    result = ingest_files(meta, lake, store, "payments", str(bad))
+    assert not result.accepted
+    assert any(e.check == "null_fraction" and e.column == "user_id" for e in result.report.errors)
+    assert lake.version("payments") == 0
+    assert lake.read("payments").num_rows == lake.read("payments", version=0).num_rows
+    assert [v.version for v in catalog.list_versions(meta, "payments")] == [0]
+    assert catalog.get_quarantine(meta, result.quarantine_id).rows == holes.num_rows
