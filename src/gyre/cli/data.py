@@ -76,10 +76,30 @@ def ingest(
       gyre ingest payments data/payments-*.parquet --keys payment_id --event-time ts
       gyre ingest payments s3://bucket/drop/2026-11-26.csv
     """
-    from gyre.cli.output import busy, console, print_json
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from gyre.cli.output import console, err_console, print_json
     from gyre.data.ingest import ingest_files
 
-    with busy(f"Ingesting into {dataset}…"), open_stores() as s:
+    err = err_console()
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} rows"),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,  # scripts and pipes get the result only
+    )
+    with progress, open_stores() as s:
+        task = progress.add_task(f"Ingesting into {dataset}", total=None, rate="")
+
+        def advance(rows: int) -> None:
+            progress.advance(task, rows)
+            speed = progress.tasks[0].speed
+            progress.update(task, rate=f"{speed:,.0f} rows/s" if speed else "")
+
         result = ingest_files(
             s.meta,
             s.lake,
@@ -89,6 +109,7 @@ def ingest(
             format=format,
             keys=[k.strip() for k in keys.split(",")] if keys else None,
             event_time=event_time,
+            on_rows=advance,
         )
     if json_output:
         print_json(result.to_dict())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,6 +69,7 @@ def ingest_files(
     event_time: str | None = None,
     dry_run: bool = False,
     actor: str | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Validate files against ``dataset`` and, unless rejected or ``dry_run``, commit them.
 
@@ -79,6 +80,7 @@ def ingest_files(
         format: ``csv``, ``parquet`` or ``jsonl``; inferred from the extension by default.
         keys, event_time: declared on a dataset created by this ingest.
         dry_run: validate and report only; nothing is written anywhere.
+        on_rows: called with each batch's row count as it is written (for progress bars).
 
     Raises:
         InvalidArgument: unreadable input (the message names the file, line and column), or an
@@ -118,6 +120,8 @@ def ingest_files(
     def checked() -> Iterator[pa.RecordBatch]:
         for batch in source:
             profiler.update(batch)
+            if on_rows is not None:
+                on_rows(batch.num_rows)
             yield batch
         outcome["profile"] = prof = profiler.result()
         if prof.rows == 0:
