@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -118,11 +119,19 @@ def ingest_files(
     outcome: dict[str, Any] = {}
 
     def checked() -> Iterator[pa.RecordBatch]:
-        for batch in source:
-            profiler.update(batch)
-            if on_rows is not None:
-                on_rows(batch.num_rows)
-            yield batch
+        # The profile is computed on a second thread while the writer encodes Parquet: both
+        # spend most of their time in Arrow/numpy kernels that release the GIL.
+        with ThreadPoolExecutor(1, thread_name_prefix="gyre-profile") as pool:
+            pending: Future[None] | None = None
+            for batch in source:
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(profiler.update, batch)
+                if on_rows is not None:
+                    on_rows(batch.num_rows)
+                yield batch
+            if pending is not None:
+                pending.result()
         outcome["profile"] = prof = profiler.result()
         if prof.rows == 0:
             raise InvalidArgument(f"{', '.join(source.paths)} has no rows; nothing to ingest.")
