@@ -7,10 +7,13 @@ profile). Recording a version emits ``dataset.version_created`` in the same tran
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -140,6 +143,12 @@ def set_reference_version(meta: MetaStore, name: str, version: int | None) -> Da
 
 
 # -- versions ------------------------------------------------------------------------------
+
+
+def describe_schema(schema: pa.Schema) -> tuple[list[dict[str, Any]], str]:
+    """A schema as the catalog stores it (``[{"name", "type"}]``) and its sha256."""
+    described = [{"name": f.name, "type": str(f.type)} for f in schema]
+    return described, hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
 def record_version(

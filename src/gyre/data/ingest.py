@@ -11,8 +11,6 @@ reasons.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -152,7 +150,7 @@ def ingest_files(
         report = validate(batch_profile, expectations, reference=reference, batches=source)
         return _quarantine(meta, store, dataset, source, batch_profile, report, actor)
     batch_profile, report = outcome["profile"], outcome["report"]
-    schema = [{"name": f.name, "type": str(f.type)} for f in source.schema]
+    schema, schema_hash = catalog.describe_schema(source.schema)
     low, high = _event_time_range(batch_profile, info.event_time)
     catalog.record_version(
         meta,
@@ -161,7 +159,7 @@ def ingest_files(
         rows=batch_profile.rows,
         bytes=source.size,
         schema=schema,
-        schema_hash=hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest(),
+        schema_hash=schema_hash,
         source=label,
         min_event_time=low,
         max_event_time=high,

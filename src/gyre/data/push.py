@@ -11,7 +11,6 @@ lost and none is committed twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -166,7 +165,7 @@ class PushBuffer:
 
     def _record(self, dataset: str, version: int, table: pa.Table, last: int) -> None:
         info, _ = catalog.ensure_dataset(self.meta, dataset)
-        schema = [{"name": f.name, "type": str(f.type)} for f in table.schema]
+        schema, schema_hash = catalog.describe_schema(table.schema)
         event_time = info.event_time
         low = high = None
         if event_time and event_time in table.column_names:
@@ -181,7 +180,7 @@ class PushBuffer:
             rows=table.num_rows,
             bytes=table.nbytes,
             schema=schema,
-            schema_hash=hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest(),
+            schema_hash=schema_hash,
             source="http push",
             offsets={"push_seq": last},
             min_event_time=low,
