@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, text
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Connection
 from gyre.errors import InvalidArgument
 
 
-class SqlDialect:
+class SqlDialect(ABC):
     """The operations whose SQL differs by database. Instances are equal per database kind,
     so statements built for a dialect can be cached."""
 
@@ -26,16 +27,16 @@ class SqlDialect:
     def engine_options(self) -> dict[str, Any]:
         return {}
 
+    @abstractmethod
     def insert(self, table: Any) -> Any:
         """An INSERT that supports ``.on_conflict_do_update`` / ``.on_conflict_do_nothing``."""
-        raise NotImplementedError
 
-    def lock_for_migration(self, conn: Connection) -> None:
+    def lock_for_migration(self, conn: Connection) -> None:  # noqa: B027 - a no-op where writers are serialised
         """Serialise schema creation between processes that start at the same time."""
 
+    @abstractmethod
     def json_object_agg(self, key: Any, value: Any, *, numeric: bool = False) -> ColumnElement[Any]:
         """Aggregate ``key -> value`` rows into one JSON object (non-finite numbers as strings)."""
-        raise NotImplementedError
 
     # Whether events become visible in ``seq`` order, i.e. a reader can never see seq N+1
     # committed while seq N is still in flight. True where writers are serialised.
