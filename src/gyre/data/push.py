@@ -59,6 +59,10 @@ class PushBuffer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._schemas: dict[str, pa.Schema] = {}
+        # Buffered records per dataset, kept in memory so a request never counts the table.
+        self._pending: dict[str, int] = dict(
+            self._db.execute("SELECT dataset, count(*) FROM records GROUP BY dataset").fetchall()
+        )
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -85,9 +89,7 @@ class PushBuffer:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            pending = self._db.execute(
-                "SELECT count(*) FROM records WHERE dataset = ?", (dataset,)
-            ).fetchone()[0]
+            self._pending[dataset] = pending = self._pending.get(dataset, 0) + len(rows)
         if pending >= self.max_rows:
             self._wake.set()
         return len(records)
@@ -162,6 +164,7 @@ class PushBuffer:
     def _delete_upto(self, dataset: str, seq: int) -> None:
         with self._lock:
             self._db.execute("DELETE FROM records WHERE dataset = ? AND seq <= ?", (dataset, seq))
+            self._pending[dataset] = self.pending(dataset)
 
     def _record(self, dataset: str, version: int, table: pa.Table, last: int) -> None:
         info, _ = catalog.ensure_dataset(self.meta, dataset)

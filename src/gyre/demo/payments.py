@@ -28,15 +28,6 @@ import pyarrow.compute as pc
 
 from gyre.errors import InvalidArgument
 
-__all__ = [
-    "LABELS_SCHEMA",
-    "PAYMENTS_SCHEMA",
-    "DriftConfig",
-    "LabelDelay",
-    "PaymentsConfig",
-    "PaymentsGenerator",
-]
-
 PAYMENTS_SCHEMA = pa.schema(
     [
         pa.field("payment_id", pa.string(), nullable=False),

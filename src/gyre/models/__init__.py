@@ -7,8 +7,9 @@ registry.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gyre._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -31,8 +32,4 @@ if TYPE_CHECKING:
     from gyre.models.signature import infer_signature as infer_signature
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gyre.models' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__, __dir__ = lazy_exports("gyre.models", globals(), _EXPORTS)
