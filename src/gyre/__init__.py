@@ -14,11 +14,18 @@ __version__ = "0.1.0"
 # public name -> module that defines it; loaded lazily so `import gyre` stays fast.
 _EXPORTS = {
     "ActiveRun": "gyre.client.run",
+    "Aggregate": "gyre.features.definitions",
+    "Dataset": "gyre.data.definition",
+    "Entity": "gyre.features.definitions",
+    "FeatureView": "gyre.features.definitions",
+    "Field": "gyre.features.definitions",
+    "OnDemandFeature": "gyre.features.definitions",
     "Client": "gyre.client.client",
     "GyreError": "gyre.errors",
     "active_run": "gyre.client.fluent",
     "connect": "gyre.client.client",
     "load_model": "gyre.client.fluent",
+    "on_demand": "gyre.features.definitions",
     "set_alias": "gyre.client.fluent",
     "start_run": "gyre.client.fluent",
 }
@@ -33,7 +40,14 @@ if TYPE_CHECKING:
     from gyre.client.fluent import set_alias as set_alias
     from gyre.client.fluent import start_run as start_run
     from gyre.client.run import ActiveRun as ActiveRun
+    from gyre.data.definition import Dataset as Dataset
     from gyre.errors import GyreError as GyreError
+    from gyre.features.definitions import Aggregate as Aggregate
+    from gyre.features.definitions import Entity as Entity
+    from gyre.features.definitions import FeatureView as FeatureView
+    from gyre.features.definitions import Field as Field
+    from gyre.features.definitions import OnDemandFeature as OnDemandFeature
+    from gyre.features.definitions import on_demand as on_demand
 
 
 __getattr__, __dir__ = lazy_exports("gyre", globals(), _EXPORTS)

@@ -73,6 +73,10 @@ class Settings:
         return self.resolve_url(self.get("backends", "store"))
 
     @property
+    def online_url(self) -> str:
+        return self.resolve_url(self.get("backends", "online"))
+
+    @property
     def server_url(self) -> str:
         return self.get("server", "url")
 

@@ -165,6 +165,16 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class DataFile:
+    """One Parquet file of a dataset: the version that added it, when, its path in the table."""
+
+    version: int
+    committed_at: datetime
+    path: str
+    rows: int
+
+
+@dataclass(frozen=True)
 class SchemaDiff:
     """How an incoming schema differs from a table's: columns missing, extra, or of another type."""
 
@@ -511,6 +521,45 @@ class Lake:
             elif "txn" in action:
                 info["app_transactions"][action["txn"]["appId"]] = int(action["txn"]["version"])
         return {**_history_entry(commit), **info}
+
+    def data_files(self, name: str, *, since: int | None = None, upto: int | None = None) -> list[DataFile]:
+        """The Parquet files of version ``upto`` (default: the latest) added after ``since``.
+
+        In commit order, each with the version that added it and that commit's time: what an
+        incremental reader needs (rows of versions ``since+1 .. upto``), and what tells when
+        each row became known (point-in-time reads "as known at" a time). Reads the log files
+        of those versions only; open the files with :meth:`open_files`.
+        """
+        versions = [v for v in self._log_versions(name) if (since is None or v > since)]
+        if upto is not None:
+            if upto not in versions and (since is None or upto > since):
+                self._commit_actions(name, upto)  # NotFound naming the latest version
+            versions = [v for v in versions if v <= upto]
+        if not versions:
+            return []
+        live = {
+            uri.rsplit("/", 1)[-1]
+            for uri in self._call(name, lambda: self._open(name, versions[-1]).file_uris())
+        }
+        out: list[DataFile] = []
+        for v in versions:
+            commit, actions = self._commit_actions(name, v)
+            ts = commit.get("timestamp")
+            when = (
+                datetime.fromtimestamp(ts / 1000, UTC) if ts is not None else datetime.fromtimestamp(0, UTC)
+            )
+            for action in actions:
+                add = action.get("add")
+                if add and add["path"].rsplit("/", 1)[-1] in live:
+                    stats = json.loads(add["stats"]) if add.get("stats") else {}
+                    out.append(DataFile(v, when, add["path"], int(stats.get("numRecords") or 0)))
+        return out
+
+    def open_files(self, name: str, files: list[DataFile]) -> pads.Dataset:
+        """A lazy pyarrow dataset over ``files`` (from :meth:`data_files`), in their order."""
+        fs = pafs.SubTreeFileSystem(self._table_path(name), self.filesystem)
+        schema = self.schema(name, max(f.version for f in files)) if files else None
+        return pads.dataset([f.path for f in files], schema=schema, format="parquet", filesystem=fs)
 
     def _log_versions(self, name: str) -> list[int]:
         """The committed versions, from the names of the table's log files, ascending."""

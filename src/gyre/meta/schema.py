@@ -319,3 +319,19 @@ class ReactionFailure(Base):
     last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     dead: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+
+
+class DefinitionRecord(Base):
+    """A registered definition (entity, feature view, …) as ``gyre apply`` last wrote it.
+
+    ``version`` counts the changes to it; each change is also an event and an audit row.
+    """
+
+    __tablename__ = "definitions"
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(Json)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""The feature store: definitions, point-in-time retrieval, the online store, materialization."""
