@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -560,6 +560,54 @@ class Lake:
         fs = pafs.SubTreeFileSystem(self._table_path(name), self.filesystem)
         schema = self.schema(name, max(f.version for f in files)) if files else None
         return pads.dataset([f.path for f in files], schema=schema, format="parquet", filesystem=fs)
+
+    def vacuum(
+        self, name: str, *, older_than: timedelta = timedelta(days=1), dry_run: bool = False
+    ) -> list[str]:
+        """Delete data files no version of ``name`` refers to (left by failed or rejected appends).
+
+        Files any version refers to are kept, so time travel to every version still works;
+        the log is not touched (no new version). Files younger than ``older_than`` are kept
+        too: an append in flight writes its files before it commits them. Returns the paths
+        deleted (or that would be, with ``dry_run``), relative to the table.
+        """
+        if older_than < timedelta(hours=1):
+            raise InvalidArgument(
+                f"older_than={older_than} is too short: an append in flight could lose its files. "
+                "Use at least 1 hour."
+            )
+        versions = self._log_versions(name)
+        referenced: set[str] = set()
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per commit on S3
+            for _, actions in pool.map(lambda v: self._commit_actions(name, v), versions):
+                referenced.update(a["add"]["path"] for a in actions if "add" in a)
+        root = self._table_path(name)
+        try:
+            infos = self.filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        cutoff = datetime.now(UTC) - older_than
+        orphans = []
+        for info in infos:
+            rel = info.path[len(root) :].lstrip("/")
+            if (
+                info.type == pafs.FileType.File
+                and rel.endswith(".parquet")
+                and not rel.startswith("_delta_log/")
+                and rel not in referenced
+                and info.mtime is not None
+                and info.mtime.replace(tzinfo=info.mtime.tzinfo or UTC) < cutoff
+            ):
+                orphans.append(rel)
+        if not dry_run:
+            for rel in orphans:
+                try:
+                    self.filesystem.delete_file(f"{root}/{rel}")
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise self._unavailable(exc) from exc
+        return sorted(orphans)
 
     def _log_versions(self, name: str) -> list[int]:
         """The committed versions, from the names of the table's log files, ascending."""

@@ -322,3 +322,36 @@ def test_schema_diff_compares_stored_types() -> None:
     assert not schema_diff(table, same)
     diff = schema_diff(table, pa.schema([("a", pa.int32()), ("s", pa.string()), ("x", pa.bool_())]))
     assert diff.missing == ["t"] and diff.extra == ["x"] and diff.retyped == {"a": ("int64", "int32")}
+
+
+def test_vacuum_deletes_only_files_no_version_refers_to(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake.append("payments", payments(0, 4))
+    # What a writer killed before its commit leaves behind: data files no version refers to.
+    root = lake._table_path("payments")
+    for i in range(2):
+        lake.filesystem.copy_file(
+            f"{root}/{lake.data_files('payments')[0].path}", f"{root}/part-crashed-{i}.parquet"
+        )
+    lake.append("payments", payments(4, 2))
+    data_files = [f for f in files_under(lake, "payments") if f.endswith(".parquet")]
+    referenced = {f.path for f in lake.data_files("payments")}
+    assert len(data_files) > len(referenced) == 2
+
+    assert lake.vacuum("payments") == []  # everything is younger than a day
+    with pytest.raises(InvalidArgument, match="at least 1 hour"):
+        lake.vacuum("payments", older_than=timedelta(minutes=5))
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+            return datetime.now(tz) + timedelta(days=2)
+
+    monkeypatch.setattr("gyre.data.lake.datetime", Later)
+    planned = lake.vacuum("payments", dry_run=True)
+    assert len(planned) == len(data_files) - 2 and not set(planned) & referenced
+    assert lake.vacuum("payments") == planned
+    monkeypatch.undo()
+    left = [f for f in files_under(lake, "payments") if f.endswith(".parquet")]
+    assert len(left) == 2
+    assert lake.version("payments") == 1  # the log is untouched
+    assert lake.read("payments", version=0).num_rows == 4 and lake.read("payments").num_rows == 6
