@@ -74,6 +74,14 @@ def test_pushed_records_become_versions(project: Path) -> None:
         assert wrong.status_code == 400 and "do not fit" in wrong.json()["message"]
         extra = httpx.post(url, json=[{"id": 1, "v": 1.0, "colour": "red"}])
         assert extra.status_code == 400 and "colour" in extra.json()["message"]
+        record = b'{"id": 7, "v": 1.0}\n'
+        huge = httpx.post(
+            url,
+            content=record * (100_000_000 // len(record)),  # 100 MB of NDJSON
+            headers={"content-type": "application/x-ndjson"},
+            timeout=60,
+        )
+        assert huge.status_code == 413 and "limit" in huge.json()["message"]
     finally:
         proc.terminate()
         proc.wait(20)
