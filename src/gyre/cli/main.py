@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from gyre.cli import data, db, models, project, runs, server
+from gyre.cli import controller, data, db, features, models, project, runs, server
 from gyre.errors import GyreError
 
 EXIT_ERROR = 1  # a GyreError: the message says what to do
@@ -28,14 +28,17 @@ COMMAND_ORDER = (
     "init",
     "config",
     "db",
+    "apply",
     "ingest",
     "validate",
     "datasets",
     "quarantine",
+    "features",
     "experiments",
     "runs",
     "models",
     "serve",
+    "controller",
 )
 
 
@@ -95,19 +98,23 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-PROJECT, DATA, TRACKING, REGISTRY, SERVING = "Project", "Data", "Tracking", "Model registry", "Serving"
+PROJECT, DATA, FEATURES = "Project", "Data", "Features"
+TRACKING, REGISTRY, SERVING = "Tracking", "Model registry", "Serving"
 
 app.command("init", rich_help_panel=PROJECT)(project.init)
 app.add_typer(project.config_app, name="config", rich_help_panel=PROJECT)
 app.add_typer(db.app, name="db", rich_help_panel=PROJECT)
+app.command("apply", rich_help_panel=PROJECT)(features.apply)
 app.command("ingest", rich_help_panel=DATA)(data.ingest)
 app.command("validate", rich_help_panel=DATA)(data.validate)
 app.add_typer(data.datasets_app, name="datasets", rich_help_panel=DATA)
 app.add_typer(data.quarantine_app, name="quarantine", rich_help_panel=DATA)
+app.add_typer(features.app, name="features", rich_help_panel=FEATURES)
 app.add_typer(runs.experiments_app, name="experiments", rich_help_panel=TRACKING)
 app.add_typer(runs.app, name="runs", rich_help_panel=TRACKING)
 app.add_typer(models.app, name="models", rich_help_panel=REGISTRY)
 app.command("serve", rich_help_panel=SERVING)(server.serve)
+app.add_typer(controller.app, name="controller", rich_help_panel=PROJECT)
 
 
 def _print_version(value: bool) -> None:

@@ -10,7 +10,7 @@ import builtins
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gyre.client.backend import Backend
 from gyre.client.run import ActiveRun
@@ -18,6 +18,9 @@ from gyre.config import Settings, load_settings
 from gyre.errors import InvalidArgument
 from gyre.models.registry import AliasMove, ModelVersionInfo, RegisteredModelInfo, parse_model_uri
 from gyre.tracking.entities import ArtifactInfo, ExperimentInfo, MetricPoint, RunInfo
+
+if TYPE_CHECKING:
+    from gyre.features.store import FeatureStore, TrainingSet
 
 
 def connect(url: str | None = None, *, token: str | None = None, settings: Settings | None = None) -> Client:
@@ -52,11 +55,14 @@ class Client:
         self.experiments = Experiments(backend)
         self.runs = Runs(self)
         self.models = Models(self)
+        self._features: FeatureStore | None = None
 
     def __repr__(self) -> str:
         return f"Client({self.backend.location!r})"
 
     def close(self) -> None:
+        if self._features is not None:
+            self._features.close()
         self.backend.close()
 
     def start_run(
@@ -76,6 +82,48 @@ class Client:
             experiment, name=run_name, parent_run_id=parent_run_id, tags=tags, environment=env
         )
         return ActiveRun(self, info)
+
+    @property
+    def features(self) -> FeatureStore:
+        """The project's feature store (needs the local stores, not a server URL)."""
+        if self._features is None:
+            from gyre.client.backend import LocalBackend
+            from gyre.data.lake import Lake
+            from gyre.features.store import FeatureStore
+            from gyre.project import project_definitions
+
+            if not isinstance(self.backend, LocalBackend):
+                raise InvalidArgument(
+                    "The feature store reads the lake directly: connect to the project's stores "
+                    "(unset GYRE_SERVER_URL) rather than to a server."
+                )
+            settings = self.settings
+            self._features = FeatureStore(
+                self.backend.meta,
+                Lake(settings.store_url),
+                settings.online_url,
+                lambda: project_definitions(settings),
+            )
+        return self._features
+
+    def get_training_set(self, entity_df: Any, features: Sequence[str], **options: Any) -> TrainingSet:
+        """Point-in-time training set (see :meth:`FeatureStore.get_training_set`).
+
+        The dataset versions read are recorded on the active run, for lineage and reproduction.
+        """
+        from gyre.client.fluent import active_run
+
+        result = self.features.get_training_set(entity_df, features, **options)
+        run = active_run()
+        if run is not None and run.client is self:
+            run.log_dataset_versions(result.dataset_versions)
+        return result
+
+    def get_online_features(
+        self, entity_rows: Sequence[dict[str, Any]], features: Sequence[str], **options: Any
+    ) -> list[dict[str, Any]]:
+        """Latest feature values per entity row (see :meth:`FeatureStore.get_online_features`)."""
+        return self.features.get_online_features(entity_rows, features, **options)
 
     def upload_artifact(self, run_id: str, local: Path, artifact_path: str) -> ArtifactInfo:
         """Store a file or directory and record it as ``artifact_path`` of the run."""

@@ -54,6 +54,7 @@ class ActiveRun:
         self._error: BaseException | None = None
         self._flush_interval = flush_interval
         self._flush_points = flush_points
+        self.dataset_versions: dict[str, int] = {}
         self._flusher = threading.Thread(target=self._flush_loop, name=f"gyre-flush-{self.id}", daemon=True)
         self._flusher.start()
         _LIVE_RUNS.add(self)
@@ -101,6 +102,14 @@ class ActiveRun:
         self._check_open()
         self.client.backend.log_batch(self.id, (), tags=tags)
 
+    def log_dataset_versions(self, versions: dict[str, int]) -> None:
+        """Record the dataset versions this run read (tags ``gyre.dataset.NAME``), for lineage.
+
+        ``log_model`` records them on the model version unless given others.
+        """
+        self.dataset_versions.update(versions)
+        self.set_tags({f"gyre.dataset.{name}": str(v) for name, v in versions.items()})
+
     def log_artifact(
         self, local_path: str | os.PathLike[str], artifact_path: str | None = None
     ) -> ArtifactInfo:
@@ -147,7 +156,7 @@ class ActiveRun:
                 feature_refs=tuple(feature_refs),
                 metrics=metrics,
                 run_id=self.id,
-                dataset_versions=dataset_versions,
+                dataset_versions=dataset_versions if dataset_versions is not None else self.dataset_versions,
                 predict_method=predict_method,
             )
             artifact = self.client.upload_artifact(self.id, pkg, artifact_path)
@@ -159,7 +168,9 @@ class ActiveRun:
             flavor=meta.flavor,
             signature=meta.signature.to_dict() if meta.signature else None,
             metrics=metrics,
-            dataset_versions=dataset_versions or {},
+            dataset_versions=dataset_versions
+            if dataset_versions is not None
+            else dict(self.dataset_versions),
             run_id=self.id,
             artifact_path=artifact_path,
         )
