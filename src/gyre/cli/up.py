@@ -1,0 +1,88 @@
+"""``gyre up``: the whole platform in one process, on the project's stores."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def up(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDR",
+            help="Address to listen on. Default: \\[server] host, 127.0.0.1.",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT", min=1, max=65535, help="Port. Default: \\[server] port, 8080.", show_default=False
+        ),
+    ] = None,
+    no_controller: Annotated[
+        bool, typer.Option("--no-controller", metavar="", help="Serve only; run 'gyre controller' elsewhere.")
+    ] = False,
+) -> None:
+    """Start the platform: the API (with HTTP ingestion) and the controller, until Ctrl-C.
+
+    Prints where everything is. Ctrl-C stops cleanly: pushed records are committed, the
+    controller finishes the event in hand (or leaves it for the next start), and nothing
+    acknowledged is lost.
+
+    [bold]Examples:[/bold]
+      gyre up
+      GYRE_SERVER_TOKEN=s3cret gyre up --host 0.0.0.0
+    """
+    import threading
+
+    from gyre.api.server import check_bind, run_server
+    from gyre.cli.controller import open_controller
+    from gyre.cli.output import err_console, kv_table
+    from gyre.config import load_settings, mask_url_password
+
+    settings = load_settings()
+    host = host or settings.get("server", "host")
+    port = port or settings.get("server", "port")
+    token = settings.get("server", "token") or None
+    check_bind(host, token, allow_no_auth=False)
+    err = err_console()
+    base = f"http://{host}:{port}"
+    stop = threading.Event()
+    with open_controller() as controller:
+        thread = None
+        if not no_controller:
+            thread = threading.Thread(
+                target=controller.run_forever, args=(stop,), name="gyre-controller", daemon=True
+            )
+        err.print(
+            kv_table(
+                [
+                    ("API", f"{base}/api/v1  (docs: {base}/api/v1/docs)"),
+                    ("ingest", f"POST {base}/v1/datasets/NAME/records"),
+                    ("health", f"{base}/healthz, {base}/readyz"),
+                    ("metadata", mask_url_password(settings.metadata_url)),
+                    ("store + lake", mask_url_password(settings.store_url)),
+                    ("online features", mask_url_password(settings.online_url)),
+                    (
+                        "controller",
+                        "off (--no-controller)"
+                        if thread is None
+                        else ", ".join(r.name for r in controller.reactions),
+                    ),
+                    ("auth", "bearer token" if token else "none (loopback only)"),
+                ],
+                title=f"Gyre is up — project {settings.get('project', 'name')!r}; Ctrl-C to stop",
+            )
+        )
+        if thread is not None:
+            thread.start()
+        try:
+            run_server(settings, host=host, port=port, token=token, log_level="warning")
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=30)
+    err.print("Gyre stopped.")
