@@ -82,12 +82,14 @@ def apply(
         mark, style = ACTION_STYLE[c.action]
         detail = f" ({', '.join(c.fields)})" if c.action == "update" else ""
         out.print(f"[{style}]{mark} {c.kind.replace('_', ' ')} {c.name}[/{style}]{detail}")
-    counts = {a: sum(c.action == a for c in the_plan.changes) for a in ACTION_STYLE}
-    summary = f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete"
+    counts = [sum(c.action == a for c in the_plan.changes) for a in ACTION_STYLE]
     if dry_run:
-        out.print(f"Plan: {summary}. Nothing was written; run 'gyre apply' to apply it.")
+        out.print(
+            "Plan: {} to create, {} to update, {} to delete. Nothing was written; "
+            "run 'gyre apply' to apply it.".format(*counts)
+        )
     else:
-        out.print(f"Applied: {summary.replace(' to ', ' ')}.".replace("create,", "created,"))
+        out.print("Applied: {} created, {} updated, {} deleted.".format(*counts))
 
 
 @app.command("list")

@@ -38,9 +38,10 @@ definitions = ["definitions.py"]
 DEFINITIONS_PY = '''\
 """Definitions of the {name} project.
 
-Gyre reads the modules listed under [project] definitions in gyre.toml. For now this one
-holds a training function; importing it does not train anything. Train and register
-the example model with:
+Gyre reads the modules listed under [project] definitions in gyre.toml: 'gyre apply'
+registers the datasets, entities and feature views declared here ('gyre features list'
+shows them). Importing this module does not train anything. Train and register the
+example model with:
 
     python definitions.py
 
@@ -48,6 +49,25 @@ then look at what it recorded with 'gyre runs list' and 'gyre models show {model
 """
 
 import gyre
+
+# -- data and features ------------------------------------------------------------------
+# A dataset of card payments, and per-user features computed from it: the same definition
+# serves training (point in time, 'client.get_training_set') and serving (online store).
+payments = gyre.Dataset("payments", keys=["payment_id"], event_time="ts")
+user = gyre.Entity("user", join_keys=["user_id"])
+user_activity = gyre.FeatureView(
+    "user_activity",
+    entity=user,
+    source=payments,
+    ttl="30d",
+    features=[
+        gyre.Field("country"),
+        gyre.Aggregate("amount", "sum", window="1h"),
+        gyre.Aggregate("payment_id", "count", window="1d", name="payments_1d"),
+    ],
+)
+
+# -- a model ----------------------------------------------------------------------------
 
 EXPERIMENT = {model_literal}
 MODEL_NAME = {model_literal}
