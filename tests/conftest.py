@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -87,6 +88,21 @@ def client(settings: Settings) -> Iterator[Client]:
     set_default_client(c)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """A Redis server (``GYRE_TEST_REDIS_URL``, default ``redis://127.0.0.1:6379/0``) and redis-py."""
+    url = os.environ.get("GYRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis  # noqa: F401
+    except ImportError as exc:
+        need_service("redis-py (pip install 'gyre-ml[redis]')", str(exc))
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if not port_open(host, port):
+        need_service("Redis", f"nothing listens on {host}:{port}")
+    return url
 
 
 @pytest.fixture(scope="session")

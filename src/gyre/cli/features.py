@@ -202,7 +202,16 @@ def materialize(
     if json_output:
         print_json(results)
         return
-    t = table("view", "rows read", "entities", "events", "up to version")
+    t = table("view", "read", "rows", "keys updated", "events", "up to version", "seconds")
     for name, r in results.items():
-        t.add_row(text(name, "bold"), text(r.rows), text(r.entities), text(r.events), text(r.version))
+        read = f"all ({r.reason})" if r.full else f"since version {r.since}"
+        t.add_row(
+            text(name, "bold"),
+            text(read),
+            text(r.rows),
+            text(r.latest_written),
+            text(r.events_written),
+            text(r.version),
+            text(f"{r.seconds:.2f}"),
+        )
     console().print(t if results else "No online feature views to materialize.")

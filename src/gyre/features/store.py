@@ -168,10 +168,14 @@ class FeatureStore:
             self._online = open_online_store(self.online_url)
         return self._online
 
-    def materialize(self, views: Sequence[str] | None = None, *, full: bool = False) -> dict[str, Any]:
+    def materialize(
+        self, views: Sequence[str] | None = None, *, full: bool = False, now: datetime | None = None
+    ) -> dict[str, Any]:
         """Copy the views' latest values (and recent events, for windows) into the online store.
 
         Incremental from each view's watermark unless ``full``; returns a result per view.
+        ``now`` (default: the clock) is the time the online store answers for: window events
+        older than the longest window before it are not kept.
         """
         from gyre.features.materialize import materialize
 
@@ -184,7 +188,7 @@ class FeatureStore:
                 )
         chosen = [registered[n] for n in names]
         self.online.apply(chosen)
-        return dict(materialize(self.lake, self.online, chosen, full=full))
+        return dict(materialize(self.lake, self.online, chosen, full=full, now=now))
 
     def lookup(self, features: Sequence[str]) -> OnlineFeatures:
         """A lookup compiled once for ``features``, for a server's hot path."""

@@ -1,0 +1,166 @@
+"""The online store contract: a few batch operations per feature view, nothing more.
+
+Per view a store keeps three things:
+
+* **latest rows**: for each entity key, the one row with the greatest ``order``. Materialization
+  uses ``order = (event_time_us, version, file_idx, row_idx)``, so the kept row is the one point-in-time
+  retrieval would pick, whatever order (and however often) rows are written;
+* **events**: the recent rows window features aggregate, per entity key, by event time;
+* **a watermark**: the last lake version materialized, so the next run reads only newer files,
+  with a fingerprint of the view definition it was materialized with.
+
+Keys are opaque strings (the layer above encodes join-key values); values are dicts, stored as
+JSON by :func:`~gyre.features.online.codec.encode_values`. A writer may pass that JSON text
+instead of the dict (materialization encodes whole columns at once); reads return dicts.
+Planning, TTLs and window aggregation happen above the store, in :mod:`gyre.features.lookup`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from gyre.features.spec import ViewSpec
+
+Order = tuple[int, ...]
+Values = dict[str, Any]
+LatestRow = tuple[str, Order, "Values | str"]
+"""``(key, order, values)``; ``values`` may be given as its JSON text (see above)."""
+Event = tuple[str, int, str, "Values | str"]
+"""``(key, event_time_us, event_id, values)``; ``values`` may be given as its JSON text."""
+
+
+class OnlineStore(ABC):
+    """Where serving reads features: latest rows and recent events per view, and watermarks.
+
+    Every method takes a batch; a backend answers it in one round trip where it can. Methods
+    are safe to call from several threads. Writes are idempotent, so a materialization that
+    crashed half-way can simply run again.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    """Optional abilities: ``"multi_host"`` (processes on other machines share the store, so
+    serving replicas can read what one materializer wrote)."""
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, *, root: Path | None = None) -> OnlineStore:
+        """Open the store at ``url`` (its scheme is this backend's); ``root`` anchors relative paths."""
+
+    # -- views ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def apply(self, views: Sequence[ViewSpec]) -> None:
+        """Make room for ``views`` (idempotent: existing data is kept)."""
+
+    @abstractmethod
+    def teardown(self, view_names: Sequence[str]) -> None:
+        """Delete everything stored for these views: latest rows, events and watermark."""
+
+    # -- latest rows ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def write_latest(self, view: str, rows: Sequence[LatestRow]) -> int:
+        """Keep, per key, the row with the greatest ``order`` (tuples compared element-wise).
+
+        A row replaces the stored one only if its order is strictly greater, so writing rows
+        again, or in another order, leaves the same state. All orders of a view have the same
+        length; each element fits in a signed 64-bit integer.
+
+        Returns:
+            How many stored rows were created or replaced.
+        """
+
+    @abstractmethod
+    def read_latest(self, view: str, keys: Sequence[str]) -> list[tuple[Order, Values] | None]:
+        """The stored ``(order, values)`` for each key, in ``keys``' order; ``None`` for none.
+
+        A view that was never written reads as all ``None``.
+        """
+
+    # -- events --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def write_events(self, view: str, events: Sequence[Event]) -> int:
+        """Store events ``(key, event_time_us, event_id, values)``.
+
+        An event id names one immutable event of the view (the same id always comes with the
+        same key, time and values), so writing an event again is a no-op. Ids are printable
+        text (no control characters).
+
+        Returns:
+            How many events were given (backends need not count the new ones).
+        """
+
+    @abstractmethod
+    def read_events(
+        self, view: str, keys: Sequence[str], since_us: int, until_us: int
+    ) -> list[list[tuple[int, Values]]]:
+        """Per key (in ``keys``' order) its events with ``since_us < event_time_us <= until_us``,
+        as ``(event_time_us, values)`` by ascending time."""
+
+    @abstractmethod
+    def trim_events(self, view: str, before_us: int) -> int:
+        """Delete the view's events with ``event_time_us < before_us``; return how many (or an
+        estimate, for backends that cannot count cheaply)."""
+
+    # -- watermarks ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def get_watermark(self, view: str) -> int | None:
+        """The last dataset version materialized into the view, or ``None`` if it never was (or
+        was torn down since)."""
+
+    @abstractmethod
+    def get_fingerprint(self, view: str) -> str | None:
+        """The fingerprint recorded with the view's watermark, or ``None`` without a watermark.
+
+        Materialization records what of the view's definition shaped the stored rows, and
+        rebuilds the view when that changed."""
+
+    @abstractmethod
+    def set_watermark(self, view: str, version: int, *, fingerprint: str = "") -> None:
+        """Record the view's watermark (after its rows are written) and its fingerprint."""
+
+    # -- reading for a lookup ------------------------------------------------------------------
+
+    def read_view(
+        self, view: str, keys: Sequence[str], *, latest: bool, events: tuple[int, int] | None
+    ) -> tuple[list[tuple[Order, Values] | None] | None, list[list[tuple[int, Values]]] | None]:
+        """:meth:`read_latest` (if ``latest``) and :meth:`read_events` over ``events = (since_us,
+        until_us)`` (if given), together. A networked backend overrides this to answer both in
+        one round trip; the default calls the two methods."""
+        return (
+            self.read_latest(view, keys) if latest else None,
+            self.read_events(view, keys, *events) if events is not None else None,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+ORDER_DIGITS = 20
+_ORDER_OFFSET = 1 << 63
+
+
+def encode_order(order: Order) -> str:
+    """``order`` as a string whose byte order is the tuple's order: each element offset into
+    0 .. 2**64 and written as 20 decimal digits. Digits only, because Redis compares Lua
+    strings with ``strcoll``, whose order under a locale is plain only for digits."""
+    return "".join(f"{v + _ORDER_OFFSET:020d}" for v in order)
+
+
+def decode_order(text: str) -> Order:
+    """The inverse of :func:`encode_order`."""
+    return tuple(int(text[i : i + ORDER_DIGITS]) - _ORDER_OFFSET for i in range(0, len(text), ORDER_DIGITS))
