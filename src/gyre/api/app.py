@@ -55,13 +55,16 @@ def create_app(
         max_blob_size: the largest ``PUT /api/v1/blobs`` body, in bytes.
         max_body_size: the largest body of any other request, in bytes.
     """
-    from gyre.api.routes import blobs, datasets, experiments, models, runs
+    from gyre.api.routes import blobs, datasets, experiments, metrics, models, runs
     from gyre.data.lake import Lake
     from gyre.data.push import PushBuffer
+    from gyre.features.store import FeatureStore
 
     meta = MetaStore(settings.metadata_url, actor="api")
     store = ArtifactStore(settings.store_url)
-    push = PushBuffer(settings.root / ".gyre" / "push.db", meta, Lake(settings.store_url))
+    lake = Lake(settings.store_url)
+    push = PushBuffer(settings.root / ".gyre" / "push.db", meta, lake)
+    features = FeatureStore(meta, lake, settings.online_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +76,7 @@ def create_app(
         await run_in_threadpool(push.start)
         yield
         await run_in_threadpool(push.close)
+        features.close()
         meta.close()
 
     app = FastAPI(
@@ -86,6 +90,7 @@ def create_app(
     app.state.meta = meta
     app.state.store = store
     app.state.push = push
+    app.state.metrics = metrics.metrics_registry(features)
     app.state.ready = False
 
     def check_ready() -> None:
@@ -99,6 +104,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(datasets.router)
+    app.include_router(metrics.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gyre.cli.common import JsonFlag
 
 if TYPE_CHECKING:
-    from gyre.features.store import FeatureStore
+    from gyre.features.store import FeatureStore, Freshness
 
 app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="rich", help="Feature views: list, inspect, materialize online."
@@ -103,17 +103,25 @@ def list_features(json_output: JsonFlag = False) -> None:
 
     with open_feature_store() as fs:
         views = fs.views()
+        stale = {f.view for f in fs.freshness() if f.stale}
     if json_output:
         print_json(
             [
-                {"view": v.name, "entity": v.entity, "source": v.source, "features": v.feature_names}
+                {
+                    "view": v.name,
+                    "entity": v.entity,
+                    "source": v.source,
+                    "features": v.feature_names,
+                    "stale": v.name in stale,
+                }
                 for v in views.values()
             ]
         )
         return
     t = table("view", "entity", "source", "features")
     for v in views.values():
-        t.add_row(text(v.name, "bold"), text(v.entity), text(v.source), text(", ".join(v.feature_names)))
+        label = text(f"{v.name} (stale)", "bold red") if v.name in stale else text(v.name, "bold")
+        t.add_row(label, text(v.entity), text(v.source), text(", ".join(v.feature_names)))
     console().print(t if views else "No feature views registered; declare some and run 'gyre apply'.")
 
 
@@ -126,23 +134,18 @@ def show(
     [bold]Example:[/bold]
       gyre features show user_activity
     """
+    from datetime import timedelta
+
     from gyre.cli.output import console, fmt_timestamp, kv_table, print_json, table, text
-    from gyre.data import catalog
     from gyre.definitions import format_duration
     from gyre.meta.registry import get_registered
 
     with open_feature_store() as fs:
         reg = get_registered(fs.meta, "feature_view", view)
-        try:
-            latest = catalog.get_dataset(fs.meta, reg.spec["source"]).latest_version
-        except Exception:
-            latest = None
-        watermark = fs.online.get_watermark(view) if reg.spec.get("online", True) else None
-    freshness = {"dataset_version": latest, "online_watermark": watermark}
+        fresh = next((f for f in fs.freshness() if f.view == view), None)
     if json_output:
-        print_json({**reg.to_dict(), "freshness": freshness})
+        print_json({**reg.to_dict(), "freshness": fresh})
         return
-    from datetime import timedelta
 
     spec = reg.spec
     out = console()
@@ -158,11 +161,7 @@ def show(
                 ("tags", ", ".join(f"{k}={v}" for k, v in (spec.get("tags") or {}).items()) or "-"),
                 ("description", spec.get("description") or "-"),
                 ("registered", f"version {reg.version}, {fmt_timestamp(reg.updated_at)}"),
-                ("dataset version", "-" if latest is None else latest),
-                (
-                    "online up to",
-                    "never materialized" if watermark is None else f"dataset version {watermark}",
-                ),
+                *_freshness_rows(fresh),
             ]
         )
     )
@@ -174,6 +173,27 @@ def show(
             text(f["name"], "bold"), text(kind), text(f["column"]), text(f.get("dtype") or "-"), text(window)
         )
     out.print(t)
+
+
+def _freshness_rows(fresh: Freshness | None) -> list[tuple[str, Any]]:
+    from gyre.cli.output import fmt_duration, fmt_timestamp, text
+
+    if fresh is None:
+        return [("online", "no (online=False)")]
+    behind = fresh.versions_behind
+    state = text("STALE", "bold red") if fresh.stale else text("fresh" if fresh.max_lag_s else "-")
+    online_up_to = "never materialized"
+    if fresh.materialized_version is not None:
+        online_up_to = f"dataset version {fresh.materialized_version}"
+        online_up_to += f" ({behind} behind)" if behind else " (current)"
+    return [
+        ("dataset version", "-" if fresh.dataset_version is None else fresh.dataset_version),
+        ("online up to", online_up_to),
+        ("newest event online", fmt_timestamp(fresh.last_event_time) if fresh.last_event_time else "-"),
+        ("lag", fmt_duration(fresh.lag_s) if fresh.lag_s is not None else "-"),
+        ("max lag", fmt_duration(fresh.max_lag_s) if fresh.max_lag_s else "not set"),
+        ("freshness", state),
+    ]
 
 
 @app.command("materialize")

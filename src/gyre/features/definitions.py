@@ -117,6 +117,8 @@ class FeatureView(Definition):
         features: :class:`Field` and :class:`Aggregate` items.
         ttl: how long a column feature's value stays valid after its event time (None: forever).
         online: whether materialization keeps these features in the online store.
+        max_lag: how far the newest materialized event may trail the clock before the view is
+            reported stale (``gyre features show``, the ``gyre_feature_view_stale`` metric).
         description, owner, tags: shown by ``gyre features show``.
     """
 
@@ -131,6 +133,7 @@ class FeatureView(Definition):
         features: Iterable[Field | Aggregate],
         ttl: str | int | timedelta | None = None,
         online: bool = True,
+        max_lag: str | int | timedelta | None = None,
         description: str = "",
         owner: str = "",
         tags: Mapping[str, str] | None = None,
@@ -159,6 +162,9 @@ class FeatureView(Definition):
                 raise InvalidArgument(f"Feature view '{name}': {f!r} is not a gyre.Field or gyre.Aggregate.")
         self.ttl = parse_duration(ttl, f"ttl of feature view '{name}'") if ttl is not None else None
         self.online = bool(online)
+        self.max_lag = (
+            parse_duration(max_lag, f"max_lag of feature view '{name}'") if max_lag is not None else None
+        )
         self.description, self.owner = description, owner
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
 
@@ -171,6 +177,7 @@ class FeatureView(Definition):
             "ttl_s": int(self.ttl.total_seconds()) if self.ttl else None,
             "features": [f.spec() for f in self.features],
             "online": self.online,
+            "max_lag_s": int(self.max_lag.total_seconds()) if self.max_lag else None,
             "description": self.description,
             "owner": self.owner,
             "tags": self.tags,

@@ -10,6 +10,7 @@ code hash, in training and in serving alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -190,6 +191,40 @@ class FeatureStore:
         self.online.apply(chosen)
         return dict(materialize(self.lake, self.online, chosen, full=full, now=now))
 
+    def freshness(self, now: datetime | None = None) -> list[Freshness]:
+        """How current each online view is: what was materialized, how far it trails the data
+        and the clock, and whether it is past its ``max_lag``."""
+        from datetime import UTC
+
+        now = now or datetime.now(UTC)
+        out = []
+        for r in list_registered(self.meta, "feature_view"):
+            if not r.spec.get("online", True):
+                continue
+            source = r.spec["source"]
+            try:
+                versions = catalog.list_versions(self.meta, source)
+            except NotFound:
+                versions = []
+            watermark = self.online.get_watermark(r.name)
+            done = [v.max_event_time for v in versions if watermark is not None and v.version <= watermark]
+            last_event = max((t for t in done if t is not None), default=None)
+            lag = (now - last_event).total_seconds() if last_event is not None else None
+            max_lag = r.spec.get("max_lag_s")
+            out.append(
+                Freshness(
+                    view=r.name,
+                    dataset=source,
+                    dataset_version=max((v.version for v in versions), default=None),
+                    materialized_version=watermark,
+                    last_event_time=last_event,
+                    lag_s=lag,
+                    max_lag_s=max_lag,
+                    stale=bool(max_lag) and (lag is None or lag > max_lag),
+                )
+            )
+        return out
+
     def lookup(self, features: Sequence[str]) -> OnlineFeatures:
         """A lookup compiled once for ``features``, for a server's hot path."""
         from gyre.features.lookup import OnlineLookup
@@ -214,6 +249,28 @@ class FeatureStore:
         if self._online is not None:
             self._online.close()
             self._online = None
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """One online view's freshness (see :meth:`FeatureStore.freshness`)."""
+
+    view: str
+    dataset: str
+    dataset_version: int | None
+    materialized_version: int | None
+    last_event_time: datetime | None
+    lag_s: float | None
+    max_lag_s: int | None
+    stale: bool
+
+    @property
+    def versions_behind(self) -> int | None:
+        if self.dataset_version is None:
+            return None
+        return self.dataset_version - (
+            self.materialized_version if self.materialized_version is not None else -1
+        )
 
 
 class TrainingSet:

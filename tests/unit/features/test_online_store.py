@@ -321,3 +321,70 @@ def test_redis_url_prefix_and_credentials_stay_out_of_messages() -> None:
     store = open_online_store("redis://:s3cret@127.0.0.1:1/2?prefix=team-a:")
     assert "s3cret" not in repr(store) and "team-a:" in repr(store)
     store.close()
+
+
+@pytest.mark.integration
+def test_redis_outage_fails_fast_and_the_same_store_recovers(tmp_path: Path) -> None:
+    """Reads against a Redis that is down fail within seconds, and work again once it is back."""
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    from gyre.errors import BackendUnavailable
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is required in CI") if os.environ.get("CI") else pytest.skip(
+            "redis-server is not installed"
+        )
+    assert binary is not None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = open_online_store(f"redis://127.0.0.1:{port}/0")
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="Cannot reach the Redis online store"):
+        store.read_latest("v", ["k"])
+    assert time.monotonic() - started < 3
+
+    # A server that accepts connections but never answers: the read times out, it does not hang.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(1)
+        silent = open_online_store(f"redis://127.0.0.1:{hung.getsockname()[1]}/0?socket_timeout=0.5")
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            silent.read_latest("v", ["k"])
+        assert time.monotonic() - started < 3
+        silent.close()
+
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert store.read_latest("v", ["k"]) == [None]
+                break
+            except BackendUnavailable:
+                assert time.monotonic() < deadline, "the store did not recover once Redis was back"
+                time.sleep(0.1)
+    finally:
+        store.close()
+        proc.terminate()
+        proc.wait(10)

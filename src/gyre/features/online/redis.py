@@ -129,6 +129,9 @@ def _pack(commands: list[list[bytes]]) -> bytes:
     return b"".join(out)
 
 
+DEFAULT_TIMEOUTS = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+
+
 class RedisOnlineStore(OnlineStore):
     """An online store in Redis (one server or a managed primary; not Redis Cluster, whose
     scripts may only touch keys of one slot).
@@ -150,7 +153,11 @@ class RedisOnlineStore(OnlineStore):
         self.prefix = prefix
         try:
             # Any: with decode_responses every reply is a str, which redis-py's types cannot say.
-            self._client: Any = redis.Redis.from_url(url, decode_responses=True)
+            # Timeouts make a hung or unreachable server an error within seconds, not a hang of
+            # the serving path; the URL's socket_timeout / socket_connect_timeout override them.
+            query = dict(parse_qsl(parts.query))
+            timeouts = {k: v for k, v in DEFAULT_TIMEOUTS.items() if k not in query}
+            self._client: Any = redis.Redis.from_url(url, decode_responses=True, **timeouts)
         except ValueError as exc:
             raise ConfigError(f"Invalid Redis online store URL {self.address!r}: {exc}.") from None
         self._shas: dict[str, bytes] = {}
