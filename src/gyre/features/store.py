@@ -220,7 +220,7 @@ class FeatureStore:
                     last_event_time=last_event,
                     lag_s=lag,
                     max_lag_s=max_lag,
-                    stale=bool(max_lag) and (lag is None or lag > max_lag),
+                    stale=max_lag is not None and (lag is None or lag > max_lag),
                 )
             )
         return out
