@@ -83,7 +83,7 @@ def test_dataset_schema_becomes_expectations() -> None:
         gyre.Dataset("payments", keys=["nope"], schema={"id": "string"})
 
 
-MODULE = '''
+MODULE = """
 import gyre
 
 payments = gyre.Dataset("payments", keys=["payment_id"], event_time="ts")
@@ -93,7 +93,7 @@ views = [
                      features=[gyre.Aggregate("amount", "sum", window="1h")]),
 ]
 not_a_definition = 42
-'''
+"""
 
 
 def test_load_definitions_collects_module_level_objects(tmp_path: Path) -> None:

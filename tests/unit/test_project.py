@@ -85,11 +85,15 @@ def test_a_view_over_an_ingested_dataset_is_checked_against_its_columns(meta: Me
     bad = gyre.FeatureView(
         "v", entity=user, source="events", features=[gyre.Field("amount"), gyre.Field("user_id")]
     )
-    with pytest.raises(InvalidArgument, match="uses column\\(s\\) amount, which dataset 'events' does not have"):
+    with pytest.raises(
+        InvalidArgument, match="uses column\\(s\\) amount, which dataset 'events' does not have"
+    ):
         apply(meta, Definitions([user, bad]))
     assert list_registered(meta) == []  # nothing applied
 
-    good = gyre.FeatureView("v", entity=user, source="events", features=[gyre.Field("user_id", column="user_id")])
+    good = gyre.FeatureView(
+        "v", entity=user, source="events", features=[gyre.Field("user_id", column="user_id")]
+    )
     apply(meta, Definitions([user, good]))
     spec = get_registered(meta, "feature_view", "v").spec
     assert spec["event_time"] == "ts"  # taken from the catalog

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -58,9 +58,16 @@ def open_stores() -> Iterator[Stores]:
         meta.close()
 
 
+OptionalPaths = Annotated[
+    list[str] | None,
+    typer.Argument(help="Files, globs, a folder or s3:// URLs (CSV, Parquet, JSON Lines); or use --from."),
+]
+STREAM = "Stream ingest (--from)"
+
+
 def ingest(
     dataset: Annotated[str, typer.Argument(help="The dataset to add a version to (created if new).")],
-    paths: Paths,
+    paths: OptionalPaths = None,
     format: Format = None,
     keys: Annotated[
         str | None, typer.Option("--keys", help="Key columns of a new dataset, comma separated.")
@@ -68,14 +75,132 @@ def ingest(
     event_time: Annotated[
         str | None, typer.Option("--event-time", help="Event-time column of a new dataset.")
     ] = None,
+    from_url: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="URL",
+            help="Consume a NATS JetStream subject instead of files: nats://HOST:PORT/SUBJECT.",
+            rich_help_panel=STREAM,
+        ),
+    ] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(
+            help="The JetStream stream.",
+            show_default="the one capturing the subject, or a new GYRE_<DATASET>",
+            rich_help_panel=STREAM,
+        ),
+    ] = None,
+    durable: Annotated[
+        str | None,
+        typer.Option(
+            help="Durable consumer name; the position is kept per stream and name.",
+            show_default="gyre-<dataset>",
+            rich_help_panel=STREAM,
+        ),
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Commit a group after this many messages.",
+            show_default="1000",
+            rich_help_panel=STREAM,
+        ),
+    ] = None,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait",
+            min=0.01,
+            metavar="SECONDS",
+            help="Commit a group at most this long after its first message.",
+            show_default="1",
+            rich_help_panel=STREAM,
+        ),
+    ] = None,
+    id_field: Annotated[
+        str | None,
+        typer.Option(
+            "--id-field",
+            metavar="FIELD",
+            help="The record id to drop duplicates by.",
+            show_default="the dataset's key",
+            rich_help_panel=STREAM,
+        ),
+    ] = None,
+    follow: Annotated[
+        bool | None,
+        typer.Option(
+            "--follow/--no-follow",
+            help="Keep consuming until Ctrl-C, or stop when nothing is pending.",
+            show_default="--no-follow",
+            rich_help_panel=STREAM,
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Validate files and add them to a dataset as one new version; a failing batch is quarantined.
+    """Add files to a dataset as one validated version (a failing batch is quarantined), or
+    consume a NATS JetStream subject into it (--from), one version per group of messages.
+
+    A stream's messages are JSON objects, each one record; each is committed exactly once, and
+    a restarted consumer resumes after the last committed message.
 
     [bold]Examples:[/bold]
       gyre ingest payments data/payments-*.parquet --keys payment_id --event-time ts
       gyre ingest payments s3://bucket/drop/2026-11-26.csv
+      gyre ingest payments --from nats://127.0.0.1:4222/payments --id-field payment_id --follow
     """
+    from gyre.errors import InvalidArgument
+
+    stream_options = {
+        "--stream": stream,
+        "--durable": durable,
+        "--batch": batch,
+        "--max-wait": max_wait,
+        "--id-field": id_field,
+        "--follow/--no-follow": follow,
+    }
+    if from_url is None:
+        given = [name for name, value in stream_options.items() if value is not None]
+        if given:
+            raise InvalidArgument(f"{', '.join(given)} apply only to stream ingest with --from URL.")
+        if not paths:
+            raise InvalidArgument(
+                "Name the files to ingest, or a stream to consume with --from nats://HOST:PORT/SUBJECT."
+            )
+        _ingest_files(dataset, paths, format, keys, event_time, json_output)
+        return
+    if paths:
+        raise InvalidArgument("Pass files to ingest or --from URL, not both.")
+    if format is not None or keys is not None:
+        raise InvalidArgument(
+            "--format and --keys apply to files; with --from, messages are JSON objects and "
+            "--id-field names the record id (the key of a new dataset)."
+        )
+    _ingest_stream(
+        dataset,
+        from_url,
+        stream=stream,
+        durable=durable,
+        batch=batch or 1000,
+        max_wait=max_wait or 1.0,
+        id_field=id_field,
+        event_time=event_time,
+        follow=bool(follow),
+        json_output=json_output,
+    )
+
+
+def _ingest_files(
+    dataset: str,
+    paths: list[str],
+    format: str | None,
+    keys: str | None,
+    event_time: str | None,
+    json_output: bool,
+) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from gyre.cli.output import console, err_console, print_json
@@ -125,6 +250,94 @@ def ingest(
         _print_report(result.report)
     if not result.accepted:
         raise typer.Exit(1)
+
+
+def _ingest_stream(
+    dataset: str,
+    url: str,
+    *,
+    stream: str | None,
+    durable: str | None,
+    batch: int,
+    max_wait: float,
+    id_field: str | None,
+    event_time: str | None,
+    follow: bool,
+    json_output: bool,
+) -> None:
+    import signal
+    import threading
+
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from gyre.cli.output import console, err_console, print_json
+    from gyre.data.stream import consume_nats, parse_nats_url
+
+    address = parse_nats_url(url)  # a bad URL fails before any store is opened
+    err = err_console()
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} rows committed"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    # Ctrl-C (or SIGTERM) stops the consumer after it commits what it holds; a second Ctrl-C
+    # interrupts at once, which is safe too: nothing uncommitted was acknowledged.
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    def request_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        progress.console.print("Stopping after the current group…", style="yellow")
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, request_stop)
+    try:
+        with progress, open_stores() as s:
+            mode = "Following" if follow else "Consuming"
+            task = progress.add_task(f"{mode} {escape(address.source)} into {dataset}", total=None)
+            result = consume_nats(
+                s.meta,
+                s.lake,
+                dataset,
+                address.server,
+                subject=address.subject,
+                stream=stream,
+                durable=durable,
+                id_field=id_field,
+                event_time=event_time,
+                batch=batch,
+                max_wait_s=max_wait,
+                follow=follow,
+                on_rows=lambda rows: progress.advance(task, rows),
+                stop=stop,
+            )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    versions = result.versions
+    made = (
+        f"in {len(versions)} version{'s' if len(versions) != 1 else ''} "
+        f"({versions[0]}{f'-{versions[-1]}' if len(versions) > 1 else ''})"
+        if versions
+        else "(no new version)"
+    )
+    console().print(
+        f"[green]{dataset}[/green]: {result.rows_committed:,} rows committed {made} from "
+        f"{escape(result.source)}; {result.records_read:,} records read, "
+        f"{result.duplicates_dropped:,} duplicates dropped. Stream {escape(result.stream)} is read "
+        f"up to sequence {result.last_seq or 0:,}."
+    )
 
 
 def validate(

@@ -20,8 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from gyre.data import catalog
 from gyre.data.lake import Lake, check_dataset_name
+from gyre.data.records import record_commit, to_table
 from gyre.errors import InvalidArgument, NotFound
 from gyre.meta import MetaStore
 
@@ -79,7 +79,7 @@ class PushBuffer:
         for i, r in enumerate(records):
             if not isinstance(r, dict):
                 raise InvalidArgument(f'Record {i} is {type(r).__name__}, not an object like {{"field": 1}}.')
-        self._to_table(dataset, records)  # refuse records that do not fit the dataset, before acking
+        to_table(dataset, records, self._schema(dataset))  # refuse records that do not fit, before acking
         rows = [(dataset, json.dumps(r, separators=(",", ":"))) for r in records]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -150,14 +150,14 @@ class PushBuffer:
         if not rows:
             return None
         last = rows[-1][0]
-        table = self._to_table(dataset, [json.loads(p) for _, p in rows])
+        table = to_table(dataset, [json.loads(p) for _, p in rows], self._schema(dataset))
         version = self.lake.append(
             dataset,
             table,
             custom_metadata={"gyre.source": "http push"},
             app_transaction=(APP_ID, last),
         )
-        self._record(dataset, version, table, last)
+        record_commit(self.meta, dataset, version, table, source="http push", offsets={"push_seq": last})
         self._delete_upto(dataset, last)
         return (version,)
 
@@ -166,48 +166,6 @@ class PushBuffer:
             self._db.execute("DELETE FROM records WHERE dataset = ? AND seq <= ?", (dataset, seq))
             self._pending[dataset] = self.pending(dataset)
 
-    def _record(self, dataset: str, version: int, table: pa.Table, last: int) -> None:
-        info, _ = catalog.ensure_dataset(self.meta, dataset)
-        schema, schema_hash = catalog.describe_schema(table.schema)
-        event_time = info.event_time
-        low = high = None
-        if event_time and event_time in table.column_names:
-            import pyarrow.compute as pc
-
-            mm = pc.min_max(table[event_time])
-            low, high = mm["min"].as_py(), mm["max"].as_py()
-        catalog.record_version(
-            self.meta,
-            dataset,
-            version,
-            rows=table.num_rows,
-            bytes=table.nbytes,
-            schema=schema,
-            schema_hash=schema_hash,
-            source="http push",
-            offsets={"push_seq": last},
-            min_event_time=low,
-            max_event_time=high,
-        )
-
-    def _to_table(self, dataset: str, records: list[dict[str, Any]]) -> pa.Table:
-        schema = self._schema(dataset)
-        try:
-            if schema is None:
-                return pa.Table.from_pylist(records)
-            extra = sorted({k for r in records for k in r} - set(schema.names))
-            if extra:
-                raise InvalidArgument(
-                    f"Field(s) {', '.join(extra)} are not in dataset '{dataset}'; its fields: "
-                    f"{', '.join(schema.names)}."
-                )
-            table = pa.Table.from_pylist(
-                records, schema=pa.schema([f.with_type(_wire_type(f.type)) for f in schema])
-            )
-            return table.cast(schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InvalidArgument(f"Records do not fit dataset '{dataset}': {exc}") from None
-
     def _schema(self, dataset: str) -> pa.Schema | None:
         if dataset not in self._schemas:
             try:
@@ -215,8 +173,3 @@ class PushBuffer:
             except NotFound:
                 return None
         return self._schemas[dataset]
-
-
-def _wire_type(t: pa.DataType) -> pa.DataType:
-    """JSON carries timestamps as ISO strings; read them as text, then cast."""
-    return pa.string() if pa.types.is_timestamp(t) or pa.types.is_date(t) else t

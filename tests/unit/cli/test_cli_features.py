@@ -54,6 +54,7 @@ def test_apply_plans_applies_and_is_idempotent(cli, project: Path) -> None:  # t
             "entity": "user",
             "source": "payments",
             "features": ["country", "amount_sum_2h"],
+            "stale": False,
         }
     ]
     shown = cli("features", "show", "user_activity")
