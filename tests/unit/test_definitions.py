@@ -76,6 +76,8 @@ def test_on_demand_checks_its_inputs_match_the_function() -> None:
 
 def test_dataset_schema_becomes_expectations() -> None:
     ds = gyre.Dataset("payments", keys=["id"], event_time="ts", schema={"id": "string", "ts": "timestamp"})
+    with pytest.raises(InvalidArgument, match="Unknown column type .int."):
+        gyre.Dataset("payments", schema={"id": "int"})
     spec = ds.spec()
     kinds = [e["kind"] for e in spec["expectations"]]
     assert kinds == ["column_type", "column_type", "no_extra_columns"]

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from gyre.data.lake import check_dataset_name
+from gyre.data.records import arrow_type
 from gyre.data.validation import ColumnType, Expectation, Expectations, NoExtraColumns
 from gyre.definitions import Definition
 from gyre.errors import InvalidArgument
@@ -23,8 +24,9 @@ class Dataset(Definition):
         name: the dataset's name in the lake and the catalog.
         keys: the columns that identify a record (used to deduplicate streams, and as join keys).
         event_time: the column holding when each record happened (for time travel and features).
-        schema: column name → logical type (``int``, ``float``, ``string``, ``bool``,
-            ``timestamp``, ``date``…, as ``gyre datasets show`` prints them).
+        schema: column name → type as ``gyre datasets show`` prints them (``int64``,
+            ``double``, ``string``, ``bool``, ``timestamp``, ``timestamp[tz=UTC]``, ``date32``…).
+            Records pushed or streamed before the first version take these types.
         expectations: checks every new batch must pass (see ``gyre.data.validation``).
         description: free text shown by ``gyre datasets show``.
     """
@@ -45,6 +47,8 @@ class Dataset(Definition):
         self.keys = [_column(name, "key", k) for k in keys]
         self.event_time = _column(name, "event_time", event_time) if event_time is not None else None
         self.schema = {_column(name, "schema", c): str(t) for c, t in (schema or {}).items()}
+        for t in self.schema.values():
+            arrow_type(t)  # an unknown type name fails here, naming the valid ones
         self.expectations = list(expectations)
         for e in self.expectations:
             if not isinstance(e, Expectation):

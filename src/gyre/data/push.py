@@ -14,19 +14,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from gyre.data.lake import Lake, check_dataset_name
-from gyre.data.records import record_commit, to_table
-from gyre.errors import InvalidArgument, NotFound
+from gyre.data.records import DatasetRules, record_commit, to_table
+from gyre.errors import InvalidArgument
 from gyre.meta import MetaStore
 
 APP_ID = "gyre-push"
 MAX_RECORDS_PER_REQUEST = 10_000
+RULES_TTL_S = 5.0
 
 
 class PushBuffer:
@@ -58,7 +58,7 @@ class PushBuffer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._schemas: dict[str, pa.Schema] = {}
+        self._rules_cache: dict[str, tuple[float, DatasetRules]] = {}
         # Buffered records per dataset, kept in memory so a request never counts the table.
         self._pending: dict[str, int] = dict(
             self._db.execute("SELECT dataset, count(*) FROM records GROUP BY dataset").fetchall()
@@ -79,7 +79,7 @@ class PushBuffer:
         for i, r in enumerate(records):
             if not isinstance(r, dict):
                 raise InvalidArgument(f'Record {i} is {type(r).__name__}, not an object like {{"field": 1}}.')
-        to_table(dataset, records, self._schema(dataset))  # refuse records that do not fit, before acking
+        self._rules(dataset).table(records)  # refuse records that do not fit, before acking
         rows = [(dataset, json.dumps(r, separators=(",", ":"))) for r in records]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -150,7 +150,7 @@ class PushBuffer:
         if not rows:
             return None
         last = rows[-1][0]
-        table = to_table(dataset, [json.loads(p) for _, p in rows], self._schema(dataset))
+        table = to_table(dataset, [json.loads(p) for _, p in rows], self._rules(dataset).schema)
         version = self.lake.append(
             dataset,
             table,
@@ -158,6 +158,8 @@ class PushBuffer:
             app_transaction=(APP_ID, last),
         )
         record_commit(self.meta, dataset, version, table, source="http push", offsets={"push_seq": last})
+        if self._rules(dataset).schema != table.schema:
+            self._rules_cache.pop(dataset, None)  # the first commit fixed the schema
         self._delete_upto(dataset, last)
         return (version,)
 
@@ -166,10 +168,11 @@ class PushBuffer:
             self._db.execute("DELETE FROM records WHERE dataset = ? AND seq <= ?", (dataset, seq))
             self._pending[dataset] = self.pending(dataset)
 
-    def _schema(self, dataset: str) -> pa.Schema | None:
-        if dataset not in self._schemas:
-            try:
-                self._schemas[dataset] = self.lake.schema(dataset)
-            except NotFound:
-                return None
-        return self._schemas[dataset]
+    def _rules(self, dataset: str) -> DatasetRules:
+        """The dataset's schema and row checks, reloaded every few seconds (``gyre apply`` may
+        change them) and after the commit that creates the table."""
+        cached = self._rules_cache.get(dataset)
+        now = time.monotonic()
+        if cached is None or now - cached[0] > RULES_TTL_S:
+            cached = self._rules_cache[dataset] = (now, DatasetRules.load(self.meta, self.lake, dataset))
+        return cached[1]

@@ -57,7 +57,7 @@ import pyarrow as pa
 
 from gyre.data import catalog
 from gyre.data.lake import Lake, check_dataset_name
-from gyre.data.records import record_commit, to_table
+from gyre.data.records import DatasetRules, record_commit
 from gyre.errors import BackendUnavailable, ConfigError, Conflict, InvalidArgument, NotFound
 from gyre.meta import MetaStore
 
@@ -384,7 +384,7 @@ class _Consumer:
         self.on_rows, self.stop = on_rows, stop
         self.result = StreamResult(dataset, address.source, durable=durable)
         self.position = 0  # the highest stream sequence committed to the lake
-        self.schema: pa.Schema | None = None
+        self.rules = DatasetRules(self.dataset, None)
         self._errors: list[BaseException] = []
 
     @property
@@ -582,19 +582,19 @@ class _Consumer:
             source=self.address.source,
             offsets={"stream": self.stream, "first_seq": first, "last_seq": last},
         )
-        if self.schema is None:
-            self.schema = self.lake.schema(self.dataset)
+        if self.rules.schema is None:
+            self.rules = DatasetRules.load(self.meta, self.lake, self.dataset)
         return version, table.num_rows
 
     def _table(self, records: list[tuple[int, dict[str, Any]]], first: int, last: int) -> pa.Table:
         try:
-            return to_table(self.dataset, [r for _, r in records], self.schema)
+            return self.rules.table([r for _, r in records])
         except InvalidArgument as exc:
             problem = exc.message
         seq = first  # name the first record that does not fit on its own, if one does not
         for at, record in records:
             try:
-                to_table(self.dataset, [record], self.schema)
+                self.rules.table([record])
             except InvalidArgument as exc:
                 seq, problem = at, exc.message
                 break
@@ -608,8 +608,7 @@ class _Consumer:
 
     def _committed_position(self) -> int:
         committed = self.lake.transaction_version(self.dataset, self.app_id)
-        if self.lake.exists(self.dataset):
-            self.schema = self.lake.schema(self.dataset)
+        self.rules = DatasetRules.load(self.meta, self.lake, self.dataset)
         return committed or 0
 
     def _ensure_dataset(self) -> None:

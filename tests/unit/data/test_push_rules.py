@@ -1,0 +1,66 @@
+"""Pushed records meet the dataset's declared schema and its row expectations at the edge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import gyre
+from gyre.data import catalog
+from gyre.data.lake import Lake
+from gyre.data.push import PushBuffer
+from gyre.data.validation import AllowedValues, MaxNullFraction, ValueRange
+from gyre.definitions import Definitions
+from gyre.errors import InvalidArgument
+from gyre.meta import MetaStore
+from gyre.project import apply
+
+
+@pytest.fixture
+def buffer(tmp_path: Path) -> PushBuffer:
+    meta = MetaStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    payments = gyre.Dataset(
+        "payments",
+        keys=["id"],
+        event_time="ts",
+        schema={"id": "int64", "amount": "double", "country": "string", "ts": "timestamp[tz=UTC]"},
+        expectations=[
+            ValueRange("amount", min=0),
+            AllowedValues("country", ("DE", "FR")),
+            MaxNullFraction("id", 0),
+            ValueRange("amount", max=1e6, severity="warning"),  # warnings never refuse a request
+        ],
+    )
+    apply(meta, Definitions([payments]))
+    buf = PushBuffer(tmp_path / "push.db", meta, Lake(f"file://{tmp_path / 'store'}"))
+    yield buf
+    buf.close()
+    meta.close()
+
+
+def test_the_declared_schema_types_the_first_push(buffer: PushBuffer) -> None:
+    buffer.append("payments", [{"id": 1, "amount": 5, "country": "DE", "ts": "2026-11-26T10:00:00Z"}])
+    buffer.flush()
+    table = buffer.lake.read("payments")
+    assert str(table.schema.field("ts").type) == "timestamp[us, tz=UTC]"
+    assert table.schema.field("amount").type == "double"
+    assert table["ts"][0].as_py() == datetime(2026, 11, 26, 10, tzinfo=UTC)
+    info = catalog.get_version(buffer.meta, "payments", 0)
+    assert info.max_event_time == datetime(2026, 11, 26, 10, tzinfo=UTC)
+
+
+def test_row_expectations_refuse_the_request_naming_record_field_and_rule(buffer: PushBuffer) -> None:
+    good = {"id": 1, "amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+    bad = [good, {**good, "id": 2, "amount": -3.0}, {**good, "id": 3, "country": "XX"}, {**good, "id": None}]
+    with pytest.raises(InvalidArgument) as err:
+        buffer.append("payments", bad)
+    message = str(err.value)
+    assert "'amount' breaks value_range >= 0 in 1 record(s) (record 1: -3.0)" in message
+    assert "'country' breaks allowed_values [DE, FR] in 1 record(s) (record 2: 'XX')" in message
+    assert "'id' breaks not_null in 1 record(s) (record 3" in message
+    assert buffer.pending("payments") == 0  # nothing of the request was stored
+    with pytest.raises(InvalidArgument, match="'ts'"):
+        buffer.append("payments", [{**good, "ts": "not a time"}])
+    assert buffer.append("payments", [good, {**good, "id": 2, "amount": 2e6}]) == 2  # a warning passes
