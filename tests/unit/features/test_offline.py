@@ -1,0 +1,377 @@
+"""Point-in-time retrieval, case by case: the edges of TTL and windows, ties, nulls, time zones."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pytest
+
+from gyre.data.lake import Lake
+from gyre.errors import InvalidArgument, NotFound
+from gyre.features.offline import get_training_set
+from gyre.features.spec import ColumnFeature, ViewSpec, WindowFeature
+
+T0 = datetime(2024, 1, 1)  # naive: UTC
+US = timedelta(microseconds=1)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def ts(values: list[datetime | None], unit: str = "us", tz: str | None = None) -> pa.Array:
+    return pa.array(values, pa.timestamp(unit, tz))
+
+
+def view(
+    columns: tuple[str, ...] = ("v",),
+    windows: tuple[tuple[str, str, int], ...] = (),
+    *,
+    name: str = "uv",
+    keys: tuple[str, ...] = ("user_id",),
+    source: str = "events",
+    ttl_s: int | None = None,
+) -> ViewSpec:
+    return ViewSpec(
+        name=name,
+        entity="user",
+        join_keys=keys,
+        source=source,
+        event_time="ts",
+        ttl_s=ttl_s,
+        columns=tuple(ColumnFeature(c, c) for c in columns),
+        windows=tuple(WindowFeature(f"{col}_{fn}", col, fn, w) for col, fn, w in windows),
+    )
+
+
+def entities(user_ids: list[int | None], times: list[datetime], **more: pa.Array) -> pa.Table:
+    return pa.table({"user_id": pa.array(user_ids, pa.int64()), "event_timestamp": ts(times), **more})
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(f"file://{tmp_path / 'store'}")
+
+
+def test_latest_value_at_or_before_t(lake: Lake) -> None:
+    lake.append(
+        "events",
+        pa.table(
+            {"user_id": [1, 1, 1, 2], "ts": ts([at(0), at(10), at(20), at(5)]), "v": [1.0, 2.0, 3.0, 9.0]}
+        ),
+    )
+    ent = entities([1, 1, 1, 1, 2, 2], [at(-1), at(0), at(9.999999), at(10), at(100), at(4)])
+    out = get_training_set(lake, ent, [view()])
+    assert out.table.column_names == ["user_id", "event_timestamp", "v"]
+    assert out.table.column("v").to_pylist() == [None, 1.0, 1.0, 2.0, 9.0, None]
+    assert out.dataset_versions == {"events": 0}
+
+
+def test_ttl_edge_is_excluded(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(0)]), "v": [7]}))
+    ent = entities([1, 1, 1], [at(59) + 999_999 * US, at(60) - US, at(60)])
+    out = get_training_set(lake, ent, [view(ttl_s=60)])
+    # valid for event times in (t - 60s, t]: an event exactly 60 s old has expired
+    assert out.table.column("v").to_pylist() == [7, 7, None]
+
+
+def test_window_edges_and_every_aggregation(lake: Lake) -> None:
+    lake.append(
+        "events",
+        pa.table(
+            {
+                "user_id": [1, 1, 1, 1, 1],
+                "ts": ts([at(0), at(1), at(5), at(10), at(10)]),
+                "v": pa.array([100, 4, None, 2, 4], pa.int32()),
+            }
+        ),
+    )
+    fns = ("count", "sum", "mean", "min", "max", "count_distinct")
+    spec = view(columns=(), windows=tuple(("v", fn, 10) for fn in fns))
+    ent = entities([1, 1, 1, 1], [at(10), at(9), at(19.5), at(-5)])
+    table = get_training_set(lake, ent, [spec]).table
+    # t=10 covers (0, 10]: the event at exactly t - w is out, the ones at t are in
+    assert table.column("v_count").to_pylist() == [4, 3, 2, 0]
+    assert table.column("v_sum").to_pylist() == [10, 104, 6, None]
+    assert table.column("v_mean").to_pylist() == [10 / 3, 52.0, 3.0, None]
+    assert table.column("v_min").to_pylist() == [2, 4, 2, None]
+    assert table.column("v_max").to_pylist() == [4, 100, 4, None]
+    assert table.column("v_count_distinct").to_pylist() == [2, 2, 2, 0]
+    types = {f.name: f.type for f in table.schema}
+    assert types["v_count"] == types["v_count_distinct"] == types["v_sum"] == pa.int64()
+    assert types["v_mean"] == pa.float64()
+    assert types["v_min"] == types["v_max"] == pa.int32()
+
+
+def test_all_null_window_is_null_but_counts_rows(lake: Lake) -> None:
+    lake.append(
+        "events",
+        pa.table({"user_id": [1, 1], "ts": ts([at(1), at(2)]), "v": pa.array([None, None], pa.float64())}),
+    )
+    fns = ("count", "sum", "mean", "min", "max", "count_distinct")
+    table = get_training_set(
+        lake, entities([1], [at(3)]), [view(columns=(), windows=tuple(("v", f, 60) for f in fns))]
+    ).table
+    assert table.to_pylist()[0] == {
+        "user_id": 1,
+        "event_timestamp": at(3),
+        "v_count": 2,
+        "v_sum": None,
+        "v_mean": None,
+        "v_min": None,
+        "v_max": None,
+        "v_count_distinct": 0,
+    }
+    assert table.schema.field("v_sum").type == pa.float64()
+
+
+def test_min_max_keep_the_column_type(lake: Lake) -> None:
+    seen = [at(1).replace(tzinfo=UTC), at(2).replace(tzinfo=UTC)]
+    lake.append(
+        "events",
+        pa.table(
+            {
+                "user_id": [1, 1],
+                "ts": ts([at(1), at(2)]),
+                "seen": ts(seen, tz="UTC"),
+                "day": pa.array([date(2024, 1, 2), date(2024, 1, 1)]),
+                "v": pa.array([1.5, -2.5], pa.float32()),
+            }
+        ),
+    )
+    spec = view(
+        columns=("seen",),
+        windows=(("seen", "max", 60), ("day", "min", 60), ("v", "min", 60), ("v", "sum", 60)),
+    )
+    table = get_training_set(lake, entities([1], [at(3)]), [spec]).table
+    stored = lake.schema("events")
+    for name, column in [("seen", "seen"), ("seen_max", "seen"), ("day_min", "day"), ("v_min", "v")]:
+        assert table.schema.field(name).type == stored.field(column).type
+    assert table.schema.field("v_sum").type == pa.float64()
+    assert table.drop_columns(["user_id", "event_timestamp"]).to_pylist()[0] == {
+        "seen": seen[1],
+        "seen_max": seen[1],
+        "day_min": date(2024, 1, 1),
+        "v_min": -2.5,
+        "v_sum": -1.0,
+    }
+
+
+def test_nan_is_a_value(lake: Lake) -> None:
+    # As in SQL engines (and the online lookup): NaN sorts above every number, is one distinct value.
+    nan = float("nan")
+    values = [1.0, nan, nan, 2.0, None]
+    lake.append("events", pa.table({"user_id": [1] * 5, "ts": ts([at(1)] * 5), "v": values}))
+    fns = ("count", "count_distinct", "min", "max", "sum")
+    spec = view(columns=(), windows=tuple(("v", fn, 60) for fn in fns))
+    row = get_training_set(lake, entities([1], [at(2)]), [spec]).table.to_pylist()[0]
+    assert (row["v_count"], row["v_count_distinct"], row["v_min"]) == (5, 3, 1.0)
+    assert row["v_max"] != row["v_max"] and row["v_sum"] != row["v_sum"]
+
+
+def test_ties_go_to_the_row_ingested_last(lake: Lake) -> None:
+    # within one file: the later row; across versions: the later version, even if it sorts first
+    lake.append(
+        "events", pa.table({"user_id": [1, 1, 2, 2], "ts": ts([at(5)] * 4), "v": ["a", "b", "z", "y"]})
+    )
+    lake.append("events", pa.table({"user_id": [2, 3], "ts": ts([at(5), at(5)]), "v": ["c", "d"]}))
+    out = get_training_set(lake, entities([1, 2, 3], [at(5)] * 3), [view()])
+    assert out.table.column("v").to_pylist() == ["b", "c", "d"]
+    assert out.dataset_versions == {"events": 1}
+
+
+def test_winning_null_value_is_taken(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1, 1], "ts": ts([at(1), at(2)]), "v": [5, None]}))
+    out = get_training_set(lake, entities([1, 1], [at(1), at(2)]), [view()])
+    assert out.table.column("v").to_pylist() == [5, None]
+
+
+def test_rows_with_null_event_time_are_ignored(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1, 1], "ts": ts([at(1), None]), "v": [5, 6]}))
+    out = get_training_set(lake, entities([1], [at(10)]), [view(windows=(("v", "count", 60),))])
+    assert out.table.select(["v", "v_count"]).to_pylist() == [{"v": 5, "v_count": 1}]
+
+
+def test_no_history_null_key_duplicates_and_row_order(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1, 2], "ts": ts([at(0), at(0)]), "v": [10, 20]}))
+    ent = entities(
+        [2, None, 1, 9, 2, 1], [at(1), at(1), at(1), at(1), at(1), at(-1)], label=pa.array(list("abcdef"))
+    )
+    out = get_training_set(lake, ent, [view(windows=(("v", "count", 60), ("v", "sum", 60)))]).table
+    assert out.column_names == ["user_id", "event_timestamp", "label", "v", "v_count", "v_sum"]
+    assert out.column("label").to_pylist() == list("abcdef")
+    assert out.column("v").to_pylist() == [20, None, 10, None, 20, None]
+    assert out.column("v_count").to_pylist() == [1, 0, 1, 0, 1, 0]
+    assert out.column("v_sum").to_pylist() == [20, None, 10, None, 20, None]
+
+
+def test_multi_key_entities(lake: Lake) -> None:
+    lake.append(
+        "pairs",
+        pa.table(
+            {
+                "user_id": [1, 1, 2, 2],
+                "merchant": ["m1", "m2", "m1", None],
+                "ts": ts([at(0), at(1), at(2), at(3)]),
+                "v": [1, 2, 3, 4],
+            }
+        ),
+    )
+    spec = view(keys=("user_id", "merchant"), source="pairs", windows=(("v", "count", 60),))
+    ent = pa.table(
+        {
+            "merchant": ["m1", "m2", "m1", "m2", None],
+            "user_id": pa.array([1, 1, 2, 2, 2], pa.int32()),  # another integer width than the lake's
+            "event_timestamp": ts([at(10)] * 5),
+        }
+    )
+    out = get_training_set(lake, ent, [spec]).table
+    assert out.column("v").to_pylist() == [1, 2, 3, None, None]
+    assert out.column("v_count").to_pylist() == [1, 1, 1, 0, 0]
+
+
+def test_time_zones_and_units(lake: Lake) -> None:
+    paris = ZoneInfo("Europe/Paris")
+    # The lake's event times are tz-aware (UTC storage); entity times come naive and in Paris time.
+    lake.append(
+        "events",
+        pa.table(
+            {
+                "user_id": [1, 1],
+                "ts": ts([at(0).replace(tzinfo=UTC), at(10).replace(tzinfo=UTC)], tz="UTC"),
+                "v": [1, 2],
+            }
+        ),
+    )
+    edge = at(10).replace(tzinfo=UTC)
+    naive = pa.table({"user_id": [1, 1], "event_timestamp": ts([at(10) - US, at(10)], unit="ns")})
+    paris_times = [(edge - US).astimezone(paris), edge.astimezone(paris)]
+    aware = pa.table({"user_id": [1, 1], "event_timestamp": ts(paris_times, tz="Europe/Paris")})
+    seconds = pa.table({"user_id": [1, 1], "event_timestamp": ts([at(9), at(10)], unit="s", tz="UTC")})
+    for ent in (naive, aware, seconds):
+        out = get_training_set(lake, ent, [view(windows=(("v", "count", 10),))]).table
+        assert out.column("v").to_pylist() == [1, 2]
+        assert out.column("v_count").to_pylist() == [1, 1]
+        assert out.schema.field("event_timestamp").type == ent.schema.field("event_timestamp").type
+
+
+def test_nanoseconds_compare_at_microsecond_precision(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(1)]), "v": [1]}))
+    base = pa.scalar(at(1), pa.timestamp("ns")).value
+    ent = pa.table(
+        {"user_id": [1, 1], "event_timestamp": pa.array([base - 1, base + 999], pa.timestamp("ns"))}
+    )
+    assert get_training_set(lake, ent, [view()]).table.column("v").to_pylist() == [None, 1]
+
+
+def test_naive_event_times_in_the_lake_are_utc(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(10)]), "v": [1]}))
+    ent = pa.table(
+        {
+            "user_id": [1, 1],
+            "event_timestamp": ts([at(10).replace(tzinfo=UTC) - US, at(10).replace(tzinfo=UTC)], tz="UTC"),
+        }
+    )
+    assert get_training_set(lake, ent, [view()]).table.column("v").to_pylist() == [None, 1]
+
+
+def test_as_known_at_hides_a_late_backfill(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(0)]), "v": [1]}))
+    time.sleep(0.01)  # commit times have millisecond precision
+    lake.append(
+        "events", pa.table({"user_id": [1, 1], "ts": ts([at(5), at(6)]), "v": [2, 3]})
+    )  # the backfill
+    first, backfill = lake.data_files("events")
+    assert first.committed_at < backfill.committed_at
+    # Entity times between the two commits: the backfill's rows have older event times, but
+    # were not known yet.
+    between = (first.committed_at + (backfill.committed_at - first.committed_at) / 2).replace(tzinfo=None)
+    after = backfill.committed_at.replace(tzinfo=None)
+    ent = entities([1, 1], [between, after])
+    spec = view(windows=(("v", "count", 10**9), ("v", "max", 10**9)), ttl_s=None)
+    naive = get_training_set(lake, ent, [spec]).table
+    assert naive.select(["v", "v_count", "v_max"]).to_pylist() == [{"v": 3, "v_count": 3, "v_max": 3}] * 2
+    known = get_training_set(lake, ent, [spec], as_known_at=True).table
+    assert known.select(["v", "v_count", "v_max"]).to_pylist() == [
+        {"v": 1, "v_count": 1, "v_max": 1},
+        {"v": 3, "v_count": 3, "v_max": 3},  # committed exactly at t: known
+    ]
+
+
+def test_as_known_at_event_after_commit(lake: Lake) -> None:
+    # Rows recorded ahead of their event time become visible at the event time, not at commit.
+    future = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([future]), "v": [1]}))
+    ent = entities([1, 1], [future - US, future])
+    out = get_training_set(lake, ent, [view(windows=(("v", "sum", 60),))], as_known_at=True).table
+    assert out.select(["v", "v_sum"]).to_pylist() == [{"v": None, "v_sum": None}, {"v": 1, "v_sum": 1}]
+
+
+def test_pinned_version(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(0)]), "v": [1]}))
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(1)]), "v": [2]}))
+    ent = entities([1], [at(5)])
+    pinned = get_training_set(lake, ent, [view()], versions={"events": 0, "other": 3})
+    assert pinned.table.column("v").to_pylist() == [1]
+    assert pinned.dataset_versions == {"events": 0}
+    assert get_training_set(lake, ent, [view()]).dataset_versions == {"events": 1}
+    with pytest.raises(NotFound, match="no version 7"):
+        get_training_set(lake, ent, [view()], versions={"events": 7})
+
+
+def test_several_views_and_full_names(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(0)]), "v": pa.array([1.5], pa.float32())}))
+    lake.append("profiles", pa.table({"user_id": [1], "ts": ts([at(0)]), "v": ["x"]}))
+    first, second = view(name="a"), view(name="b", source="profiles", windows=(("v", "max", 60),))
+    ent = entities([1, 2], [at(1), at(1)])
+    with pytest.raises(InvalidArgument, match="full_names=True"):
+        get_training_set(lake, ent, [first, second])
+    out = get_training_set(lake, ent, [first, second], full_names=True)
+    assert out.table.column_names == ["user_id", "event_timestamp", "a__v", "b__v", "b__v_max"]
+    assert out.table.schema.field("a__v").type == pa.float32()
+    assert out.table.schema.field("b__v").type == out.table.schema.field("b__v_max").type == pa.string()
+    assert out.table.select(["a__v", "b__v", "b__v_max"]).to_pylist() == [
+        {"a__v": 1.5, "b__v": "x", "b__v_max": "x"},
+        {"a__v": None, "b__v": None, "b__v_max": None},
+    ]
+    assert out.dataset_versions == {"events": 0, "profiles": 0}
+
+
+def test_empty_entity_df(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(0)]), "v": [1]}))
+    out = get_training_set(lake, entities([], []), [view(windows=(("v", "count", 60),))]).table
+    assert out.num_rows == 0
+    assert out.schema.field("v").type == pa.int64() and out.schema.field("v_count").type == pa.int64()
+
+
+def test_bad_inputs(lake: Lake) -> None:
+    lake.append("events", pa.table({"user_id": [1], "ts": ts([at(0)]), "v": [1], "name": ["a"]}))
+    ent = entities([1], [at(1)])
+    with pytest.raises(InvalidArgument, match="no column 'user_id'"):
+        get_training_set(lake, ent.drop_columns(["user_id"]), [view()])
+    with pytest.raises(InvalidArgument, match="no timestamp column 'when'"):
+        get_training_set(lake, ent, [view()], timestamp_column="when")
+    with pytest.raises(InvalidArgument, match="'event_timestamp' must be a timestamp, got string"):
+        get_training_set(lake, ent.set_column(1, "event_timestamp", pa.array(["2024-01-01"])), [view()])
+    with pytest.raises(InvalidArgument, match="'event_timestamp' has 1 null value"):
+        get_training_set(lake, entities([1, 1], [at(1), None]), [view()])
+    with pytest.raises(
+        InvalidArgument, match=r"view 'uv': feature 'nope' .* columns are: user_id, ts, v, name"
+    ):
+        get_training_set(lake, ent, [view(columns=("nope",))])
+    with pytest.raises(InvalidArgument, match="sum needs a numeric column"):
+        get_training_set(lake, ent, [view(windows=(("name", "sum", 60),))])
+    with pytest.raises(InvalidArgument, match="requested twice"):
+        get_training_set(lake, ent, [view(), view()], full_names=True)
+    with pytest.raises(InvalidArgument, match="entity_df already has"):
+        get_training_set(lake, ent.append_column("v", pa.array([0])), [view()])
+    with pytest.raises(InvalidArgument, match="is string in entity_df but int64"):
+        get_training_set(lake, ent.set_column(0, "user_id", pa.array(["1"])), [view()])
+    with pytest.raises(InvalidArgument, match="pyarrow Table"):
+        get_training_set(lake, ent.to_pylist(), [view()])
+    with pytest.raises(NotFound):
+        get_training_set(lake, ent, [view(source="missing")])
