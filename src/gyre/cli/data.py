@@ -495,6 +495,43 @@ def head(
     console().print(t)
 
 
+@datasets_app.command("vacuum")
+def vacuum(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", metavar="DURATION", help="Keep files younger than this (at least 1h)."),
+    ] = "1d",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", metavar="", help="List the files; delete nothing.")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Delete data files that no version of a dataset refers to.
+
+    Failed or rejected ingests can leave Parquet files behind; every version stays readable
+    (time travel is kept). Files younger than --older-than are kept, since an ingest in
+    flight writes its files before it commits them.
+
+    [bold]Examples:[/bold]
+      gyre datasets vacuum payments --dry-run
+      gyre datasets vacuum payments --older-than 7d
+    """
+    from gyre.cli.output import console, print_json
+    from gyre.definitions import parse_duration
+
+    age = parse_duration(older_than, "--older-than")
+    with open_stores() as s:
+        files = s.lake.vacuum(name, older_than=age, dry_run=dry_run)
+    if json_output:
+        print_json({"dataset": name, "dry_run": dry_run, "files": files})
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    console().print(f"{verb} {len(files)} unreferenced file(s) of {name}.")
+    for f in files:
+        console().print(f"  {f}")
+
+
 @quarantine_app.command("list")
 def list_quarantine(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,

@@ -66,3 +66,14 @@ def test_errors_are_one_line(cli, project: Path) -> None:  # type: ignore[no-unt
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert cli("datasets", "show", "nope").exit_code == 1
+
+
+def test_vacuum_lists_then_keeps_every_version_readable(cli, project: Path) -> None:  # type: ignore[no-untyped-def]
+    day1, _, _ = _files(project)
+    assert cli("ingest", "payments", str(day1), "--keys", "payment_id", "--event-time", "ts").exit_code == 0
+    out = json.loads(cli("datasets", "vacuum", "payments", "--dry-run", "--json").stdout)
+    assert out == {"dataset": "payments", "dry_run": True, "files": []}
+    short = cli("datasets", "vacuum", "payments", "--older-than", "5m")
+    assert short.exit_code == 1 and "at least 1 hour" in short.stderr
+    bad = cli("datasets", "vacuum", "payments", "--older-than", "soon")
+    assert bad.exit_code == 1 and "not a duration" in bad.stderr
