@@ -20,7 +20,8 @@ from gyre.models.registry import AliasMove, ModelVersionInfo, RegisteredModelInf
 from gyre.tracking.entities import ArtifactInfo, ExperimentInfo, MetricPoint, RunInfo
 
 if TYPE_CHECKING:
-    from gyre.features.store import FeatureStore, TrainingSet
+    from gyre.features.offline import TrainingSet
+    from gyre.features.store import FeatureStore
 
 
 def connect(url: str | None = None, *, token: str | None = None, settings: Settings | None = None) -> Client:

@@ -20,6 +20,7 @@ from gyre.data import catalog
 from gyre.data.lake import Lake
 from gyre.definitions import Definitions
 from gyre.errors import Conflict, InvalidArgument, NotFound, did_you_mean
+from gyre.features import offline
 from gyre.features.definitions import OnDemandFeature, parse_ref
 from gyre.features.spec import ViewSpec
 from gyre.meta import MetaStore
@@ -128,7 +129,7 @@ class FeatureStore:
         as_known_at: bool = False,
         versions: Mapping[str, int] | None = None,
         full_names: bool = False,
-    ) -> TrainingSet:
+    ) -> offline.TrainingSet:
         """Each entity row with each feature's value as of the row's timestamp (point in time).
 
         Args:
@@ -139,11 +140,9 @@ class FeatureStore:
             versions: pin dataset versions (default: each dataset's latest).
             full_names: name columns ``view__feature`` instead of ``feature``.
         """
-        from gyre.features.offline import get_training_set
-
         table = _as_arrow(entity_df)
         views, on_demand, _ = self._resolve(features)
-        result = get_training_set(
+        result = offline.get_training_set(
             self.lake,
             table,
             list(views.values()),
@@ -157,7 +156,7 @@ class FeatureStore:
             out = _add_on_demand(out, on_demand, full_names)
         requested = _column_names(features, full_names)
         keep = [c for c in out.column_names if c in table.column_names or c in requested]
-        return TrainingSet(out.select(keep), dict(result.dataset_versions))
+        return offline.TrainingSet(out.select(keep), dict(result.dataset_versions))
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -271,27 +270,6 @@ class Freshness:
         return self.dataset_version - (
             self.materialized_version if self.materialized_version is not None else -1
         )
-
-
-class TrainingSet:
-    """A point-in-time training set and the dataset versions it was read from."""
-
-    def __init__(self, table: pa.Table, dataset_versions: dict[str, int]) -> None:
-        self.table = table
-        self.dataset_versions = dataset_versions
-
-    def to_arrow(self) -> pa.Table:
-        return self.table
-
-    def to_pandas(self) -> Any:
-        return self.table.to_pandas()
-
-    def __len__(self) -> int:
-        return self.table.num_rows
-
-    def __repr__(self) -> str:
-        t = self.table
-        return f"TrainingSet({t.num_rows} rows, columns={t.column_names}, versions={self.dataset_versions})"
 
 
 class OnlineFeatures:
