@@ -66,6 +66,24 @@ class Unauthorized(GyreError):
     code = "unauthorized"
 
 
+class Forbidden(GyreError):
+    """Valid credentials whose role does not allow this (HTTP 403)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class RateLimited(GyreError):
+    """Too many requests for this key's rate limit (HTTP 429); ``retry_after`` in seconds."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class CorruptArtifact(GyreError):
     """Stored bytes no longer match their digest (HTTP 500)."""
 
@@ -96,6 +114,8 @@ ERRORS_BY_CODE: dict[str, type[GyreError]] = {
         AlreadyExists,
         Conflict,
         Unauthorized,
+        Forbidden,
+        RateLimited,
         CorruptArtifact,
         BackendUnavailable,
         SchemaOutdated,

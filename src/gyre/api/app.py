@@ -7,7 +7,6 @@ same message the local SDK would have raised.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -20,13 +19,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gyre.api.auth import Auth
 from gyre.config import Settings
-from gyre.errors import ERRORS_BY_CODE, GyreError, InvalidArgument, Unauthorized
+from gyre.errors import ERRORS_BY_CODE, GyreError, InvalidArgument
 from gyre.meta import MetaStore
 from gyre.store import ArtifactStore
 
 API_PREFIX = "/api/v1"
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 DEFAULT_MAX_BLOB_SIZE = 5 << 30  # 5 GiB: room for large model packages
 DEFAULT_MAX_BODY_SIZE = 64 << 20  # every other request body (JSON)
 
@@ -45,13 +44,15 @@ def create_app(
     token: str | None = None,
     max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    auth: bool | None = None,
 ) -> FastAPI:
     """Build the API over the metadata and artifact stores named in ``settings``.
 
     Args:
         settings: where the metadata database and the artifact store are.
-        token: if set, every route but ``/healthz`` and ``/readyz`` needs
-            ``Authorization: Bearer <token>``.
+        token: the shared server token; it acts as an admin API key.
+        auth: require credentials (the token or an API key, see :mod:`gyre.api.auth`) on every
+            route but the health probes; default: when a token is set.
         max_blob_size: the largest ``PUT /api/v1/blobs`` body, in bytes.
         max_body_size: the largest body of any other request, in bytes.
     """
@@ -114,8 +115,8 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected_error)
     # The last added runs first: auth answers before any body is read.
     app.add_middleware(BodyLimit, max_blob_size=max_blob_size, max_body_size=max_body_size)
-    if token:
-        app.add_middleware(BearerAuth, token=token)
+    if auth if auth is not None else bool(token):
+        app.add_middleware(Auth, token=token, meta=meta)
     return app
 
 
@@ -183,28 +184,6 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 # -- middleware (plain ASGI: no per-request task or body copy) ------------------------------
-
-
-class BearerAuth:
-    """Require ``Authorization: Bearer <token>`` on every path but the health probes."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        if hmac.compare_digest(given, self._expected):
-            await self.app(scope, receive, send)
-            return
-        err = Unauthorized(
-            ("Wrong bearer token" if given else "This Gyre server needs a bearer token")
-            + "; set GYRE_SERVER_TOKEN (or pass token= to gyre.connect()) to the server's token."
-        )
-        await _send_error(send, err, [(b"www-authenticate", b"Bearer")])
 
 
 class BodyLimit:

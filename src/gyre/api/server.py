@@ -74,10 +74,12 @@ def run_server(
         InvalidArgument: a non-loopback ``host`` without a token and without ``allow_no_auth``.
     """
     token = token if token is not None else (settings.get("server", "token") or None)
-    check_bind(host, token, allow_no_auth)
+    auth = bool(token) or not (is_loopback(host) or allow_no_auth)
+    if auth and not token:
+        check_bind(host, token, allow_no_auth, keys_exist=api_keys_exist(settings))
     if workers < 1:
         raise InvalidArgument(f"workers must be 1 or more, got {workers}.")
-    limits = {"max_blob_size": max_blob_size, "max_body_size": max_body_size}
+    limits: dict[str, Any] = {"max_blob_size": max_blob_size, "max_body_size": max_body_size, "auth": auth}
     if workers == 1:
         app: Any = create_app(settings, token=token, **limits)
         factory = False
@@ -85,7 +87,7 @@ def run_server(
         # uvicorn starts workers by importing the app; they rebuild it from these arguments.
         os.environ[_WORKER_ARGS] = _encode_worker_args(settings, token, limits)
         app, factory = f"{__name__}:_worker_app", True
-    log.info("Gyre API on http://%s:%s (%s)", host, port, "bearer token required" if token else "no auth")
+    log.info("Gyre API on http://%s:%s (%s)", host, port, "credentials required" if auth else "no auth")
     uvicorn.run(app, factory=factory, **server_options(host, port, workers=workers, log_level=log_level))
 
 
@@ -106,15 +108,28 @@ def server_options(host: str, port: int, *, workers: int = 1, log_level: str = "
     }
 
 
-def check_bind(host: str, token: str | None, allow_no_auth: bool) -> None:
-    """Refuse to serve a non-loopback interface without a token unless told to."""
-    if token or allow_no_auth or is_loopback(host):
+def check_bind(host: str, token: str | None, allow_no_auth: bool, *, keys_exist: bool = False) -> None:
+    """Refuse to serve a non-loopback interface without credentials unless told to."""
+    if token or keys_exist or allow_no_auth or is_loopback(host):
         return
     raise InvalidArgument(
         f"Refusing to serve {host} without authentication: anyone who can reach it could read and "
-        "change every run and model. Set GYRE_SERVER_TOKEN (or pass --token) to a secret that "
-        "clients send as a bearer token, bind to 127.0.0.1, or pass --no-auth to serve it open on purpose."
+        "change every run and model. Create an API key ('gyre keys create --name NAME --role ROLE') "
+        "or set GYRE_SERVER_TOKEN (or pass --token) to a secret clients send as a bearer token, "
+        "bind to 127.0.0.1, or pass --no-auth to serve it open on purpose."
     )
+
+
+def api_keys_exist(settings: Settings) -> bool:
+    """Whether the project has an active API key (then a public bind needs no shared token)."""
+    from gyre.api.keys import has_keys
+    from gyre.meta import MetaStore
+
+    meta = MetaStore(settings.metadata_url)
+    try:
+        return has_keys(meta)
+    finally:
+        meta.close()
 
 
 def is_loopback(host: str) -> bool:
@@ -126,7 +141,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _encode_worker_args(settings: Settings, token: str | None, limits: dict[str, int]) -> str:
+def _encode_worker_args(settings: Settings, token: str | None, limits: dict[str, Any]) -> str:
     values = {f"{s}.{k}": v.value for (s, k), v in settings.values.items()}
     data = {"root": str(settings.root), "values": values, "token": token, "limits": limits}
     return base64.b64encode(json.dumps(data).encode()).decode()

@@ -38,7 +38,7 @@ def up(
     """
     import threading
 
-    from gyre.api.server import check_bind, run_server
+    from gyre.api.server import api_keys_exist, check_bind, is_loopback, run_server
     from gyre.cli.controller import open_controller
     from gyre.cli.output import err_console, kv_table
     from gyre.config import load_settings, mask_url_password
@@ -47,7 +47,9 @@ def up(
     host = host or settings.get("server", "host")
     port = port or settings.get("server", "port")
     token = settings.get("server", "token") or None
-    check_bind(host, token, allow_no_auth=False)
+    check_bind(
+        host, token, allow_no_auth=False, keys_exist=not is_loopback(host) and api_keys_exist(settings)
+    )
     err = err_console()
     base = f"http://{host}:{port}"
     stop = threading.Event()
@@ -72,7 +74,10 @@ def up(
                         if thread is None
                         else ", ".join(r.name for r in controller.reactions),
                     ),
-                    ("auth", "bearer token" if token else "none (loopback only)"),
+                    (
+                        "auth",
+                        "none (loopback only)" if is_loopback(host) and not token else "API keys or token",
+                    ),
                 ],
                 title=f"Gyre is up — project {settings.get('project', 'name')!r}; Ctrl-C to stop",
             )
