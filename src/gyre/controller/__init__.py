@@ -19,14 +19,18 @@ from gyre.controller.consumer import (
     ReactionStatus,
 )
 from gyre.controller.reactions import EventRecord, Handler, Reaction, reaction
+from gyre.controller.schedules import SCHEDULE_FIRED, Schedule, every
 
 __all__ = [
     "REACTION_FAILED",
+    "SCHEDULE_FIRED",
     "Controller",
     "EventRecord",
     "FailureInfo",
     "Handler",
     "Reaction",
     "ReactionStatus",
+    "Schedule",
+    "every",
     "reaction",
 ]

@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from gyre.controller.reactions import EventRecord, Reaction
+from gyre.controller.schedules import Schedule, fire_due
 from gyre.errors import BackendUnavailable, InvalidArgument
 from gyre.ids import new_id, utcnow
 from gyre.meta import MetaStore, UnitOfWork
@@ -163,8 +164,10 @@ class Controller:
         batch_size: int = DEFAULT_BATCH_SIZE,
         clock: Clock = utcnow,
         name: str | None = None,
+        schedules: Iterable[Schedule] = (),
     ) -> None:
         self.reactions: tuple[Reaction, ...] = tuple(reactions)
+        self.schedules: list[Schedule] = list(schedules)
         names = [r.name for r in self.reactions]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -197,6 +200,8 @@ class Controller:
         nothing half-done: every batch is all or nothing.
         """
         self._ensure_positions()
+        if self.schedules:
+            fire_due(self.meta, self.schedules, self.clock(), self.name)
         horizon = self._advance_horizon()
         settled = 0
         for reaction in self.reactions:
