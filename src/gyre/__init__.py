@@ -15,13 +15,16 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ActiveRun": "gyre.client.run",
     "Aggregate": "gyre.features.definitions",
+    "AlertRule": "gyre.monitoring.alerts",
     "Dataset": "gyre.data.definition",
+    "Endpoint": "gyre.serving.definition",
     "Entity": "gyre.features.definitions",
     "FeatureView": "gyre.features.definitions",
     "Field": "gyre.features.definitions",
     "OnDemandFeature": "gyre.features.definitions",
     "Client": "gyre.client.client",
     "GyreError": "gyre.errors",
+    "Monitor": "gyre.monitoring.definitions",
     "active_run": "gyre.client.fluent",
     "connect": "gyre.client.client",
     "load_model": "gyre.client.fluent",
@@ -48,6 +51,9 @@ if TYPE_CHECKING:
     from gyre.features.definitions import Field as Field
     from gyre.features.definitions import OnDemandFeature as OnDemandFeature
     from gyre.features.definitions import on_demand as on_demand
+    from gyre.monitoring.alerts import AlertRule as AlertRule
+    from gyre.monitoring.definitions import Monitor as Monitor
+    from gyre.serving.definition import Endpoint as Endpoint
 
 
 __getattr__, __dir__ = lazy_exports("gyre", globals(), _EXPORTS)

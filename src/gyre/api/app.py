@@ -56,16 +56,20 @@ def create_app(
         max_blob_size: the largest ``PUT /api/v1/blobs`` body, in bytes.
         max_body_size: the largest body of any other request, in bytes.
     """
-    from gyre.api.routes import blobs, datasets, experiments, metrics, models, runs
+    from gyre.api.routes import blobs, datasets, experiments, feedback, metrics, models, runs
     from gyre.data.lake import Lake
     from gyre.data.push import PushBuffer
     from gyre.features.store import FeatureStore
+    from gyre.project import project_definitions
+    from gyre.serving.http import ServingRoutes
+    from gyre.serving.service import Serving
 
     meta = MetaStore(settings.metadata_url, actor="api")
     store = ArtifactStore(settings.store_url)
     lake = Lake(settings.store_url)
     push = PushBuffer(settings.root / ".gyre" / "push.db", meta, lake)
-    features = FeatureStore(meta, lake, settings.online_url)
+    # On-demand features run the project's own functions, so serving needs its definitions.
+    features = FeatureStore(meta, lake, settings.online_url, lambda: project_definitions(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,7 +79,10 @@ def create_app(
             log.warning("The metadata store is not ready: %s", exc)
         # Commit what a previous process acknowledged but had not committed, then keep flushing.
         await run_in_threadpool(push.start)
+        # Every registered endpoint's model loads before the first request is taken.
+        await run_in_threadpool(serving.load)
         yield
+        serving.close()
         await run_in_threadpool(push.close)
         features.close()
         meta.close()
@@ -93,6 +100,15 @@ def create_app(
     app.state.push = push
     app.state.metrics = metrics.metrics_registry(features)
     app.state.ready = False
+    serving = Serving(
+        meta,
+        store,
+        features,
+        push,
+        cache_dir=settings.root / ".gyre" / "cache" / "models",
+        registry=app.state.metrics,
+    )
+    app.state.serving = serving
 
     def check_ready() -> None:
         meta.ensure_schema()
@@ -105,6 +121,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(datasets.router)
+    app.include_router(feedback.router)
     app.include_router(metrics.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
@@ -113,7 +130,11 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    # The last added runs first: auth answers before any body is read.
+    # The last added runs first: auth answers before any body is read, and the prediction
+    # routes (plain ASGI, no router scan) see a request after auth and the body limit.
+    app.add_middleware(
+        ServingRoutes, serving=serving, max_body_size=max_body_size, is_ready=lambda: app.state.ready
+    )
     app.add_middleware(BodyLimit, max_blob_size=max_blob_size, max_body_size=max_body_size)
     if auth if auth is not None else bool(token):
         app.add_middleware(Auth, token=token, meta=meta)
@@ -126,7 +147,8 @@ async def healthz() -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the metadata store is reachable and at this Gyre's schema revision."""
+    """Readiness: the metadata store is reachable and at this Gyre's schema revision, and every
+    registered endpoint's model is loaded."""
     state = request.app.state
     if not state.ready:
         try:
@@ -139,6 +161,10 @@ async def readyz(request: Request) -> JSONResponse:
             )
             log.warning("Readiness check failed: %s", exc)
             return JSONResponse({"error": "backend_unavailable", "message": message}, status_code=503)
+    serving = state.serving.readiness()
+    if not serving.ready:
+        body = {"error": "endpoint_not_ready", "message": serving.message(), "endpoints": serving.problems}
+        return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ready"})
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from gyre.cli import controller, data, db, features, keys, models, project, runs, server, up
+from gyre.cli import controller, data, db, features, keys, models, monitor, project, runs, server, up
 from gyre.errors import GyreError
 
 EXIT_ERROR = 1  # a GyreError: the message says what to do
@@ -40,6 +40,8 @@ COMMAND_ORDER = (
     "up",
     "serve",
     "keys",
+    "monitor",
+    "feedback",
     "controller",
 )
 
@@ -118,6 +120,8 @@ app.add_typer(models.app, name="models", rich_help_panel=REGISTRY)
 app.command("up", rich_help_panel=PROJECT)(up.up)
 app.command("serve", rich_help_panel=SERVING)(server.serve)
 app.add_typer(keys.app, name="keys", rich_help_panel=SERVING)
+app.add_typer(monitor.app, name="monitor", rich_help_panel="Monitoring")
+app.add_typer(monitor.feedback_app, name="feedback", rich_help_panel="Monitoring")
 app.add_typer(controller.app, name="controller", rich_help_panel=PROJECT)
 
 

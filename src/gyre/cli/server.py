@@ -1,4 +1,5 @@
-"""``gyre serve``: run the control-plane API server on this project's stores."""
+"""``gyre serve``: run the server on this project's stores: the control-plane API and the
+prediction endpoints, on one port."""
 
 from __future__ import annotations
 
@@ -45,10 +46,13 @@ def serve(
     ] = False,
     workers: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes.")] = 1,
 ) -> None:
-    """Serve the Gyre API (experiments, runs, models) over HTTP for other machines and the SDK.
+    """Serve predictions from every applied gyre.Endpoint, and the Gyre API (experiments, runs, models).
 
-    Clients reach it with GYRE_SERVER_URL=http://HOST:PORT (and GYRE_SERVER_TOKEN).
-    Listening on anything but loopback needs a token, or --no-auth.
+    Endpoints answer POST /v1/endpoints/NAME/predict (Gyre JSON), /v1/endpoints/NAME/invocations
+    (MLflow) and /v2/models/NAME/infer (Open Inference Protocol); every prediction is logged to
+    the dataset 'predictions'. Models load at start; /readyz says which endpoint is not ready
+    and why. SDK clients reach the API with GYRE_SERVER_URL=http://HOST:PORT (and
+    GYRE_SERVER_TOKEN). Listening on anything but loopback needs a token, or --no-auth.
 
     [bold]Examples:[/bold]
       gyre serve

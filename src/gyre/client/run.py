@@ -132,11 +132,14 @@ class ActiveRun:
         feature_refs: tuple[str, ...] | list[str] = (),
         dataset_versions: dict[str, Any] | None = None,
         predict_method: str | None = None,
+        reference_data: Any = None,
     ) -> ModelVersionInfo | ArtifactInfo:
         """Package ``model`` (flavor detected unless given), log it, and register it if asked.
 
         Returns the new :class:`ModelVersionInfo` when ``register_as`` is given, else the artifact.
-        The package records this run's id and latest metrics.
+        The package records this run's id and latest metrics. ``reference_data`` (the training
+        features, a DataFrame or Arrow table) is profiled with the model's predictions on it as
+        the reference drift monitoring compares live traffic with.
         """
         from gyre.models.package import save_model_package
 
@@ -162,7 +165,7 @@ class ActiveRun:
             artifact = self.client.upload_artifact(self.id, pkg, artifact_path)
         if register_as is None:
             return artifact
-        return self.client.backend.create_model_version(
+        mv = self.client.backend.create_model_version(
             register_as,
             package_digest=artifact.digest,
             flavor=meta.flavor,
@@ -174,6 +177,13 @@ class ActiveRun:
             run_id=self.id,
             artifact_path=artifact_path,
         )
+        if reference_data is not None or mv.dataset_versions:
+            # The reference monitoring compares live traffic with: the training data's profile
+            # and the model's predictions on it (or the pinned dataset versions' profiles).
+            from gyre.monitoring.reference import record_reference_for
+
+            record_reference_for(self.client, mv, data=reference_data)
+        return mv
 
     # -- buffering -------------------------------------------------------------------------
 

@@ -351,3 +351,7 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(256))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# The monitoring tables live in their own module; importing it here registers them on Base.
+from gyre.meta import monitoring_schema as monitoring_schema  # noqa: E402

@@ -56,8 +56,11 @@ class FeatureFreshnessCollector:
 
 
 def metrics_registry(features: Any) -> CollectorRegistry:
+    from gyre.monitoring.metrics import MonitoringCollector  # drift, live quality, alerts
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FeatureFreshnessCollector(features))
+    registry.register(MonitoringCollector(features.meta))
     return registry
 
 

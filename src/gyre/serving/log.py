@@ -1,0 +1,83 @@
+"""The prediction log: one record per prediction, durable before the prediction is answered.
+
+Records go to the lake dataset ``predictions`` through the HTTP push buffer
+(:class:`~gyre.data.push.PushBuffer`): appended in one SQLite transaction per batch before any
+of the batch's requests is answered, then committed to the lake in groups, exactly once even
+after ``kill -9``. The dataset is declared (its column types, key and event time) the first
+time a server starts, so every endpoint's records share one schema; the nested values
+(entity keys, feature values, request inputs, output) are JSON text.
+
+Query it with DuckDB over the lake, e.g.
+``SELECT model_version, avg(prediction) FROM predictions WHERE endpoint = 'fraud' GROUP BY 1``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from typing import Any
+
+from gyre.data import catalog
+from gyre.data.validation import ColumnType
+from gyre.errors import NotFound
+from gyre.meta import MetaStore
+
+DATASET = "predictions"
+
+SCHEMA: dict[str, str] = {
+    "prediction_id": "string",  # ULID, also returned to the caller
+    "time": "timestamp[tz=UTC]",  # when the batch was predicted
+    "endpoint": "string",
+    "model": "string",
+    "model_version": "int64",
+    "entity": "string",  # JSON: the entity keys, {"user_id": 42}
+    "features": "string",  # JSON: the online feature values used, {"view__feature": value}
+    "inputs": "string",  # JSON: the request values the endpoint read
+    "output": "string",  # JSON: what was answered (a number, a label, a list of probabilities)
+    "prediction": "double",  # the output when it is one number, else null
+    "latency_ms": "double",  # from the request's arrival to its prediction
+}
+
+
+def declare_dataset(meta: MetaStore) -> None:
+    """Declare the ``predictions`` dataset in the catalog unless it exists already."""
+    try:
+        catalog.get_dataset(meta, DATASET)
+        return
+    except NotFound:
+        pass
+    catalog.ensure_dataset(
+        meta,
+        DATASET,
+        keys=["prediction_id"],
+        event_time="time",
+        description="Every prediction a Gyre server answered (written by gyre serve).",
+        expectations=[ColumnType(column, dtype).to_dict() for column, dtype in SCHEMA.items()],
+    )
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as the ``prediction`` column holds it: a number, else None."""
+    t = type(value)
+    if t is float or t is int:
+        return float(value)
+    return None
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FROM_BASE32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` new ULIDs (as :func:`gyre.ids.new_id` makes them), for one batch at once.
+
+    A ULID is 48 bits of milliseconds and 80 random bits in Crockford base32: the time part
+    is the same for the batch, and 80 bits are exactly 16 base32 characters, so the random
+    parts of the whole batch are one ``b32encode`` of ``10 * n`` random bytes (~4x faster
+    than one ``ULID()`` each, which matters for 10,000-row requests).
+    """
+    ms = time.time_ns() // 1_000_000
+    prefix = "".join(_CROCKFORD[(ms >> (5 * (9 - i))) & 31] for i in range(10))
+    text = base64.b32encode(os.urandom(10 * n)).translate(_FROM_BASE32).decode()
+    return [prefix + text[16 * i : 16 * i + 16] for i in range(n)]

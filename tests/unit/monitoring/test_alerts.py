@@ -1,0 +1,263 @@
+"""Alert rules: conditions, one firing per incident, cooldown, resolution, history and the
+events the controller acts on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from gyre.errors import InvalidArgument
+from gyre.meta.schema import Event
+from gyre.monitoring.alerts import (
+    AlertRule,
+    DriftedFeatures,
+    ErrorRateAbove,
+    FeatureViewStale,
+    LatencyAbove,
+    QualityBelow,
+    Rollback,
+    RunPipeline,
+    Webhook,
+)
+from gyre.monitoring.engine import AlertEngine, alert_history, list_alerts
+from gyre.monitoring.feedback import ingest_feedback
+from gyre.monitoring.reference import record_reference
+
+from .conftest import NOW, Stores, register, score, training_frame
+
+
+def _events(stores: Stores, kind: str) -> list[Event]:
+    with stores.meta.read() as s:
+        return list(s.scalars(select(Event).where(Event.type == kind).order_by(Event.seq)))
+
+
+@pytest.fixture
+def engine(stores: Stores) -> Any:
+    e = AlertEngine(stores.meta, stores.lake, stores.blobs)
+    yield e
+    e.close(5)
+
+
+@pytest.fixture
+def model(stores: Stores) -> int:
+    """Model 'fraud' version 1, with a reference recorded from its training data."""
+    version = register(stores.meta)
+    train = training_frame(np.random.default_rng(0), 5000)
+    record_reference(stores.meta, stores.blobs, "fraud", version, data=train, predictions=score(train))
+    return version
+
+
+def _traffic(log_rows: Any, *, shift: float, at: Any, n: int = 2000) -> None:
+    seed = int(at.timestamp()) % 10_000
+    log_rows(training_frame(np.random.default_rng(seed), n, shift=shift), start=at)
+
+
+def test_drift_alert_fires_once_resolves_and_respects_cooldown(
+    stores: Stores, log_rows: Any, engine: Any, model: int
+) -> None:
+    rule = AlertRule(
+        "fraud_drift",
+        endpoint="fraud",
+        condition=DriftedFeatures(at_least=2, window="1h"),
+        actions=["log", RunPipeline("train_fraud", params={"reason": "drift"}), Rollback()],
+        cooldown="3h",
+    )
+    _traffic(log_rows, shift=0.6, at=NOW - timedelta(minutes=30))
+    [fired] = engine.evaluate([rule], now=NOW)
+    assert (fired.rule, fired.subject, fired.status, fired.notified) == (
+        "fraud_drift",
+        "endpoint:fraud",
+        "firing",
+        True,
+    )
+    assert "amount" in fired.message
+    [event] = _events(stores, "alert.fired")
+    assert event.payload["rule"] == "fraud_drift" and event.payload["alert_id"] == fired.history_id
+    [run] = _events(stores, "pipeline.run_requested")
+    assert run.payload["pipeline"] == "train_fraud" and run.payload["reason"]["alert_id"] == fired.history_id
+    [rollback] = _events(stores, "deployment.rollback_requested")
+    assert rollback.payload["endpoint"] == "fraud"
+    assert [a["kind"] for a in fired.actions] == ["log", "run_pipeline", "rollback"]
+
+    # Still drifted ten minutes later: the same incident, nothing fires again.
+    assert engine.evaluate([rule], now=NOW + timedelta(minutes=10)) == []
+    assert len(_events(stores, "alert.fired")) == 1
+
+    # A clean hour later: resolved.
+    _traffic(log_rows, shift=0.0, at=NOW + timedelta(minutes=40))
+    [resolved] = engine.evaluate([rule], now=NOW + timedelta(hours=1, minutes=10))
+    assert (resolved.status, resolved.notified) == ("resolved", True)
+    assert len(_events(stores, "alert.resolved")) == 1
+
+    # It breaks again within the cooldown: firing again, but not notified (one incident).
+    _traffic(log_rows, shift=0.6, at=NOW + timedelta(hours=1, minutes=40))
+    [again] = engine.evaluate([rule], now=NOW + timedelta(hours=2, minutes=10))
+    assert (again.status, again.notified) == ("firing", False)
+    assert len(_events(stores, "alert.fired")) == 1 and len(_events(stores, "pipeline.run_requested")) == 1
+
+    [state] = list_alerts(stores.meta)
+    assert (state.rule, state.status) == ("fraud_drift", "firing")
+    history = alert_history(stores.meta)
+    assert [h.status for h in history] == ["firing", "resolved", "firing"]
+    assert history[0].details["notified"] is False and "cooldown" in history[0].details["suppressed"]
+
+
+def test_too_little_data_neither_fires_nor_resolves(
+    stores: Stores, log_rows: Any, engine: Any, model: int
+) -> None:
+    rule = AlertRule("d", endpoint="fraud", condition=DriftedFeatures(window="1h"))
+    _traffic(log_rows, shift=0.6, at=NOW - timedelta(minutes=30))
+    assert [t.status for t in engine.evaluate([rule], now=NOW)] == ["firing"]
+    # An hour with no traffic: cannot tell, so the alert stays as it was.
+    assert engine.evaluate([rule], now=NOW + timedelta(hours=3)) == []
+    assert list_alerts(stores.meta)[0].status == "firing"
+
+
+def test_quality_error_rate_and_latency_conditions(stores: Stores, log_rows: Any, engine: Any) -> None:
+    rng = np.random.default_rng(1)
+    cols = training_frame(rng, 300)
+    errors = [None if i % 10 else "model raised" for i in range(300)]
+    latency = [5.0] * 290 + [900.0] * 10
+    ids = log_rows(
+        cols,
+        start=NOW - timedelta(minutes=3),
+        spacing=timedelta(milliseconds=100),
+        errors=errors,
+        latency=latency,
+    )
+    # Labels that disagree with the scores: AUC well below 0.5.
+    truth = (rng.random(300) > score(cols)).astype(int)
+    rows = [
+        {"prediction_id": i, "label": int(y)} for i, y, e in zip(ids, truth, errors, strict=True) if e is None
+    ]
+    ingest_feedback(stores.meta, stores.lake, rows, now=NOW)
+    rules = [
+        AlertRule("auc", endpoint="fraud", condition=QualityBelow("auc", 0.7, window="1h")),
+        AlertRule("auc_ok", endpoint="fraud", condition=QualityBelow("auc", 0.01, window="1h")),
+        AlertRule(
+            "labels", endpoint="fraud", condition=QualityBelow("auc", 0.7, window="1h", min_labels=10_000)
+        ),
+        AlertRule("errors", endpoint="fraud", condition=ErrorRateAbove(0.05, window="5m")),
+        AlertRule("latency", endpoint="fraud", condition=LatencyAbove(250, window="5m")),
+        AlertRule("latency_ok", endpoint="fraud", condition=LatencyAbove(2000, window="5m")),
+    ]
+    fired = {t.rule: t for t in engine.evaluate(rules, now=NOW)}
+    assert set(fired) == {"auc", "errors", "latency"}
+    assert "auc 0" in fired["auc"].message and "270 labels" in fired["auc"].message
+    assert "30 of 300 requests failed (10.0%)" in fired["errors"].message
+    assert "p99 latency" in fired["latency"].message
+
+
+@dataclass
+class _Fresh:
+    view: str
+    stale: bool
+    lag_s: float | None
+    max_lag_s: float | None
+    versions_behind: int | None = 0
+
+
+class _Features:
+    def __init__(self) -> None:
+        self.rows = [_Fresh("user_activity", True, 900.0, 60.0), _Fresh("merchant", False, 5.0, 60.0)]
+
+    def freshness(self, now: Any = None) -> list[_Fresh]:
+        return self.rows
+
+
+def test_stale_feature_view(stores: Stores) -> None:
+    features = _Features()
+    engine = AlertEngine(stores.meta, stores.lake, stores.blobs, features=features)
+    rule = AlertRule("stale", condition=FeatureViewStale())
+    [t] = engine.evaluate([rule], now=NOW)
+    assert (t.subject, t.status) == ("feature_view:user_activity", "firing")
+    features.rows[0].stale = False
+    [t] = engine.evaluate([rule], now=NOW + timedelta(minutes=1))
+    assert (t.subject, t.status) == ("feature_view:user_activity", "resolved")
+    engine.close()
+
+
+def test_a_broken_rule_does_not_stop_the_others(
+    stores: Stores, log_rows: Any, engine: Any, model: int
+) -> None:
+    class Broken(DriftedFeatures):
+        kind = ""
+
+        def evaluate(self, ctx: Any, subjects: Any) -> Any:
+            raise RuntimeError("bug")
+
+    _traffic(log_rows, shift=0.6, at=NOW - timedelta(minutes=30))
+    rules = [
+        AlertRule("broken", endpoint="fraud", condition=Broken()),
+        AlertRule("fine", endpoint="fraud", condition=DriftedFeatures()),
+    ]
+    assert [t.rule for t in engine.evaluate(rules, now=NOW)] == ["fine"]
+
+
+def test_rule_definitions_round_trip_and_refuse_bad_input() -> None:
+    rule = AlertRule(
+        "r",
+        endpoint="fraud",
+        condition=QualityBelow("auc", 0.8, window="1d", min_labels=20),
+        actions=["log", Webhook("http://127.0.0.1:9/hook", retries=1), RunPipeline("train"), "rollback"],
+        cooldown="2h",
+        description="AUC floor",
+    )
+    again = AlertRule.from_spec("r", rule.spec())
+    assert again.spec() == rule.spec()
+    assert rule.spec()["cooldown_s"] == 7200
+    for cond in (
+        DriftedFeatures(3, window="1h"),
+        ErrorRateAbove(0.1),
+        LatencyAbove(100),
+        FeatureViewStale(["v"]),
+    ):
+        assert (
+            AlertRule.from_spec("x", AlertRule("x", condition=cond).spec()).spec()["condition"]
+            == cond.to_dict()
+        )
+    with pytest.raises(InvalidArgument, match="condition must be a condition"):
+        AlertRule("r", condition="drift")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="Unknown alert action 'email'"):
+        AlertRule("r", condition=DriftedFeatures(), actions=["email"])
+    with pytest.raises(InvalidArgument, match="http:// or https://"):
+        Webhook("ftp://x")
+    with pytest.raises(InvalidArgument, match="at_least"):
+        DriftedFeatures(0)
+    with pytest.raises(InvalidArgument, match="cooldown"):
+        AlertRule("r", condition=DriftedFeatures(), cooldown="soon")
+
+
+def test_gyre_apply_registers_monitors_and_alert_rules(stores: Stores) -> None:
+    import gyre
+    from gyre.definitions import Definitions
+    from gyre.meta.registry import list_registered
+    from gyre.monitoring.definitions import monitor_spec
+    from gyre.project import apply
+
+    defs = Definitions(
+        [
+            gyre.Monitor("fraud", window="30m", features={"amount": "psi:0.3"}, task="binary"),
+            gyre.AlertRule("fraud_drift", endpoint="fraud", condition=DriftedFeatures(2)),
+        ]
+    )
+    plan = apply(stores.meta, defs)
+    assert sorted((c.kind, c.name) for c in plan.changes) == [
+        ("alert_rule", "fraud_drift"),
+        ("monitor", "fraud"),
+    ]
+    assert not apply(stores.meta, defs)  # idempotent
+    spec = monitor_spec(stores.meta, "fraud")
+    assert spec.window == timedelta(minutes=30) and spec.task == "binary"
+    assert spec.drift.test_for("amount", "numeric").method == "psi"
+    assert [r.name for r in list_registered(stores.meta, "alert_rule")] == ["fraud_drift"]
+    engine = AlertEngine(stores.meta, stores.lake, stores.blobs)
+    assert [r.name for r in engine.rules()] == ["fraud_drift"]
+    engine.close()
+    with pytest.raises(InvalidArgument, match="task must be one of"):
+        gyre.Monitor("x", task="ranking")
