@@ -23,20 +23,28 @@ app = typer.Typer(
 def open_controller(poll_interval: float = 0.5) -> Iterator[Controller]:
     from gyre.config import load_settings
     from gyre.controller import Controller
-    from gyre.controller.builtin import default_reactions
+    from gyre.controller.builtin import default_reactions, default_schedules
     from gyre.data.lake import Lake
     from gyre.features.store import FeatureStore
     from gyre.meta import MetaStore
+    from gyre.monitoring.engine import AlertEngine
     from gyre.project import project_definitions
+    from gyre.store import ArtifactStore
 
     settings = load_settings()
     meta = MetaStore(settings.metadata_url, actor="controller")
-    features = FeatureStore(
-        meta, Lake(settings.store_url), settings.online_url, lambda: project_definitions(settings)
-    )
+    lake = Lake(settings.store_url)
+    features = FeatureStore(meta, lake, settings.online_url, lambda: project_definitions(settings))
+    engine = AlertEngine(meta, lake, ArtifactStore(settings.store_url), features=features)
     try:
-        yield Controller(meta, default_reactions(features), poll_interval=poll_interval)
+        yield Controller(
+            meta,
+            default_reactions(features, engine),
+            schedules=default_schedules(),
+            poll_interval=poll_interval,
+        )
     finally:
+        engine.close(timeout=10)
         features.close()
         meta.close()
 

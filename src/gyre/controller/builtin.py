@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from gyre.controller.reactions import EventRecord, Reaction
+from gyre.controller.schedules import SCHEDULE_FIRED, Schedule, every
 from gyre.meta import UnitOfWork
 
 if TYPE_CHECKING:
     from gyre.features.store import FeatureStore
+    from gyre.monitoring.engine import AlertEngine
+
+log = logging.getLogger(__name__)
 
 MATERIALIZE = "features.materialize"
 
@@ -35,6 +41,52 @@ def materialize_reaction(features: FeatureStore) -> Reaction:
     )
 
 
-def default_reactions(features: FeatureStore) -> list[Reaction]:
+MONITOR_CHECK = "monitoring.check"
+MONITOR_SCHEDULE = "monitors"
+
+
+def monitor_reaction(engine: AlertEngine) -> Reaction:
+    """On the ``monitors`` schedule: evaluate the alert rules (drift, quality, latency, stale
+    features) and run the actions of those that fire.
+
+    The engine deduplicates and keeps cooldowns in the metadata store, so a retried
+    evaluation does not fire an incident twice.
+    """
+
+    def handle(uow: UnitOfWork, event: EventRecord) -> None:
+        if event.payload.get("schedule") != MONITOR_SCHEDULE:
+            return
+        # The engine writes alerts in transactions of its own, so it runs once the controller's
+        # transaction has committed (SQLite allows one writer): at most once per tick, which a
+        # periodic check can afford — the next tick evaluates again.
+        if not uow.after_commit:  # several ticks in one batch: evaluating once is enough
+            uow.after_commit.append(lambda: _evaluate(engine))
+
+    return Reaction(
+        MONITOR_CHECK,
+        SCHEDULE_FIRED,
+        handle,
+        start="now",
+        max_attempts=2,
+        description="Evaluate alert rules on the monitors schedule.",
+    )
+
+
+def _evaluate(engine: AlertEngine) -> None:
+    try:
+        engine.evaluate()
+    except Exception:  # the next tick tries again; the log says why this one failed
+        log.exception("evaluating alert rules failed")
+
+
+def default_reactions(features: FeatureStore, engine: AlertEngine | None = None) -> list[Reaction]:
     """The reactions ``gyre controller`` and ``gyre up`` run."""
-    return [materialize_reaction(features)]
+    reactions = [materialize_reaction(features)]
+    if engine is not None:
+        reactions.append(monitor_reaction(engine))
+    return reactions
+
+
+def default_schedules(monitor_every: timedelta = timedelta(minutes=1)) -> list[Schedule]:
+    """The schedules ``gyre controller`` and ``gyre up`` keep."""
+    return [Schedule(MONITOR_SCHEDULE, every(monitor_every))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,9 @@ class UnitOfWork:
     def __init__(self, session: Session, actor: str) -> None:
         self.session = session
         self.actor = actor
+        self.after_commit: list[Callable[[], None]] = []
+        """Called, in order, once this transaction has committed (not if it rolls back): for
+        work with transactions of its own, which must not wait on this one's locks."""
 
     def record(
         self,
@@ -126,7 +129,10 @@ class MetaStore:
             Session(self._writer, expire_on_commit=False) as session,
             session.begin(),
         ):
-            yield UnitOfWork(session, actor or self.actor)
+            uow = UnitOfWork(session, actor or self.actor)
+            yield uow
+        for fn in uow.after_commit:
+            fn()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
