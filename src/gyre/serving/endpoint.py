@@ -396,7 +396,7 @@ class CompiledEndpoint:
                 )
                 i += 1
         try:
-            self.push.append(DATASET, records)
+            self.push.append(DATASET, records, checked=True)
         except Exception as exc:
             raise PredictionFailed(
                 f"Logging the predictions of endpoint '{self.name}' failed, so none was answered: "
