@@ -116,6 +116,12 @@ def median_seconds(fn: Callable[[], Any], repeat: int, budget_s: float = 5.0) ->
     return statistics.median(times), result
 
 
+def percentiles(seconds: Sequence[float], points: Sequence[float] = (50, 99)) -> list[float]:
+    """Nearest-rank percentiles of per-call times (any unit), e.g. p50 and p99."""
+    ordered = sorted(seconds)
+    return [ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))] for p in points]
+
+
 def search_figures(list_all: Callable[[], Any], filtered: Callable[[], Any], repeat: int) -> dict[str, Any]:
     """Median ms and result sizes of listing the search experiment and of the filtered search."""
     all_s, all_result = median_seconds(list_all, repeat)
@@ -343,12 +349,28 @@ class Row:
     goal: float | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    limit_goal: float | None = None
+    """The least Gyre/limit to aim for, e.g. 1/1.2 for "within 1.2x of the limit"."""
 
     def vs_peer(self) -> float | None:
         return _speedup(self.gyre, self.peer, self.higher_is_better)
 
     def vs_limit(self) -> float | None:
         return _speedup(self.gyre, self.limit, self.higher_is_better)
+
+    def goal_met(self) -> bool | None:
+        """Whether every goal of the row is met; None when it has none or a figure is missing."""
+        checks = [(self.goal, self.vs_peer()), (self.limit_goal, self.vs_limit())]
+        checks = [(goal, ratio) for goal, ratio in checks if goal]
+        if not checks or any(ratio is None for _, ratio in checks):
+            return None
+        return all(ratio >= goal for goal, ratio in checks)  # type: ignore[operator]
+
+    def goal_text(self) -> str:
+        parts = [f">= {self.goal:g}x"] if self.goal else []
+        if self.limit_goal:
+            parts.append(f"limit >= {self.limit_goal:.2g}x")
+        return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -361,6 +383,8 @@ class Row:
             "goal_vs_peer": self.goal,
             "limit": self.limit,
             "gyre_vs_limit": self.vs_limit(),
+            "goal_vs_limit": self.limit_goal,
+            "goal_met": self.goal_met(),
             "note": self.note,
             **self.extra,
         }
@@ -391,22 +415,36 @@ def fmt_ratio(ratio: float | None) -> str:
     return f"{ratio:.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
 
 
-def render_table(rows: Sequence[Row]) -> str:
-    """A Markdown table, aligned so it also reads well in a terminal."""
-    header = ["work", "Gyre", "peer (MLflow, same run)", "Gyre/peer", "goal", "limit (same run)"]
+def render_table(rows: Sequence[Row], *, peer: str = "MLflow", verdict: bool = False) -> str:
+    """A Markdown table, aligned so it also reads well in a terminal.
+
+    ``peer`` names the peer in the header; ``verdict`` adds a column saying whether each row
+    meets its goals (``yes``, ``NO``, or blank without a goal or a figure).
+    """
+    header = ["work", "Gyre", f"peer ({peer}, same run)", "Gyre/peer", "goal", "limit (same run)"]
     header.append("Gyre/limit")
-    body = [
-        [
+    if verdict:
+        header.append("goal met")
+    body = []
+    for r in rows:
+        cells = [
             r.work + (f" [{r.note}]" if r.note else ""),
             fmt_value(r.gyre, r.unit),
             fmt_value(r.peer, r.unit),
             fmt_ratio(r.vs_peer()),
-            f">= {r.goal:g}x" if r.goal else "",
+            r.goal_text(),
             fmt_value(r.limit, r.unit),
             fmt_ratio(r.vs_limit()),
         ]
-        for r in rows
-    ]
+        if verdict:
+            met = r.goal_met()
+            cells.append("" if met is None else "yes" if met else "NO")
+        body.append(cells)
+    return markdown_table(header, body)
+
+
+def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Cells as an aligned Markdown table."""
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -123,7 +124,7 @@ def get_training_set(
         _check_view(view, entity_df)
 
     sources = _read_sources(lake, views, dict(versions or {}), as_known_at)
-    rid = pa.array(range(entity_df.num_rows), pa.int64())
+    rid = pa.array(np.arange(entity_df.num_rows, dtype=np.int64))
 
     out = entity_df
     # One connection per call: nothing is shared between calls, and it is closed on every path.
@@ -340,7 +341,7 @@ def _read_files(
     table = pa.concat_tables(parts) if parts else target.empty_table()
     if table.num_rows >= _POS_SPAN:  # pragma: no cover - a trillion rows
         raise InvalidArgument(f"Dataset '{dataset}' has too many rows to retrieve features from at once.")
-    table = table.append_column(_ORD, pa.array(range(table.num_rows), pa.int64()))
+    table = table.append_column(_ORD, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     if as_known_at:
         commits = [
             pa.repeat(pa.scalar((f.committed_at - _EPOCH) // _US, pa.int64()), p.num_rows)
