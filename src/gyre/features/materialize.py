@@ -335,10 +335,13 @@ def _event_time_us(column: pa.Array, view: ViewSpec) -> pa.Array:
 def _last_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
     """For each key, its row with the greatest (event time, version, file, row)."""
     columns = [table.column(c).to_numpy() for c in (_R, _F, _V, _T)]
-    ordered = table.take(pa.array(np.lexsort(columns)))
-    ordered = ordered.append_column(_I, pa.array(np.arange(ordered.num_rows, dtype=np.int64)))
-    last = ordered.group_by(keys, use_threads=False).aggregate([(_I, "max")])
-    return ordered.take(last.column(f"{_I}_max")).drop_columns([_I])
+    order = np.lexsort(columns)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    # Group the keys and ranks only; the wide table is touched once, to take the winners.
+    ranks = pa.table({**{k: table.column(k) for k in keys}, _I: rank})
+    last = ranks.group_by(keys, use_threads=False).aggregate([(_I, "max")])
+    return table.take(pa.array(order[last.column(f"{_I}_max").to_numpy()]))
 
 
 # -- JSON, vectorized ----------------------------------------------------------------------------
