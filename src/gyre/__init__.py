@@ -27,10 +27,13 @@ _EXPORTS = {
     "Monitor": "gyre.monitoring.definitions",
     "active_run": "gyre.client.fluent",
     "connect": "gyre.client.client",
+    "gates": "gyre.pipelines",
     "load_model": "gyre.client.fluent",
     "on_demand": "gyre.features.definitions",
+    "pipeline": "gyre.pipelines.definition",
     "set_alias": "gyre.client.fluent",
     "start_run": "gyre.client.fluent",
+    "step": "gyre.pipelines.steps",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -53,6 +56,9 @@ if TYPE_CHECKING:
     from gyre.features.definitions import on_demand as on_demand
     from gyre.monitoring.alerts import AlertRule as AlertRule
     from gyre.monitoring.definitions import Monitor as Monitor
+    from gyre.pipelines import gates as gates
+    from gyre.pipelines.definition import pipeline as pipeline
+    from gyre.pipelines.steps import step as step
     from gyre.serving.definition import Endpoint as Endpoint
 
 

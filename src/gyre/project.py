@@ -21,7 +21,16 @@ from gyre.meta import MetaStore
 from gyre.meta.registry import Change, apply_changes, list_registered
 
 # Apply in this order so references resolve; delete in the reverse order.
-KINDS = ("dataset", "entity", "feature_view", "on_demand_feature", "endpoint", "monitor", "alert_rule")
+KINDS = (
+    "dataset",
+    "entity",
+    "feature_view",
+    "on_demand_feature",
+    "endpoint",
+    "monitor",
+    "alert_rule",
+    "pipeline",
+)
 
 
 @dataclass

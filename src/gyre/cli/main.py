@@ -16,7 +16,20 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from gyre.cli import controller, data, db, features, keys, models, monitor, project, runs, server, up
+from gyre.cli import (
+    controller,
+    data,
+    db,
+    features,
+    keys,
+    models,
+    monitor,
+    pipelines,
+    project,
+    runs,
+    server,
+    up,
+)
 from gyre.errors import GyreError
 
 EXIT_ERROR = 1  # a GyreError: the message says what to do
@@ -36,6 +49,8 @@ COMMAND_ORDER = (
     "features",
     "experiments",
     "runs",
+    "run",
+    "pipelines",
     "models",
     "up",
     "serve",
@@ -116,6 +131,11 @@ app.add_typer(data.quarantine_app, name="quarantine", rich_help_panel=DATA)
 app.add_typer(features.app, name="features", rich_help_panel=FEATURES)
 app.add_typer(runs.experiments_app, name="experiments", rich_help_panel=TRACKING)
 app.add_typer(runs.app, name="runs", rich_help_panel=TRACKING)
+app.command("run", rich_help_panel="Pipelines")(pipelines.run)
+app.add_typer(pipelines.app, name="pipelines", rich_help_panel="Pipelines")
+# Human review of the models pipelines hold lives with the pipelines, under `gyre models`.
+models.app.command("approve")(pipelines.approve_model)
+models.app.command("reject")(pipelines.reject_model)
 app.add_typer(models.app, name="models", rich_help_panel=REGISTRY)
 app.command("up", rich_help_panel=PROJECT)(up.up)
 app.command("serve", rich_help_panel=SERVING)(server.serve)
