@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,6 +52,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (for a server the test starts, or a refused connection)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def require_service() -> Callable[[str, str], None]:
+    """:func:`need_service` for test modules (they cannot import conftest modules)."""
+    return need_service
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,17 @@ for a port.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -75,3 +79,39 @@ def remote(server: LiveServer, settings: Settings) -> Iterator[Client]:
     client = connect(server.url, settings=settings)
     yield client
     client.close()
+
+
+@pytest.fixture
+def start_gyre(project: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``start_gyre(port)``: run ``gyre serve --port PORT`` in the test's project as a real process
+    and wait until ``/readyz`` answers 200; processes still running are killed after the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int, command: str = "serve") -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gyre.cli.main", command, "--port", str(port)],
+            cwd=project,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                if ready.status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                ready = None
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(10)
+                answer = ready.text if ready is not None else "no answer"
+                pytest.fail(f"gyre {command} did not become ready: {answer}")
+            time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,32 +18,6 @@ from gyre.meta import MetaStore
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(project: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gyre.cli.main", "serve", "--port", str(port)],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "gyre serve did not start"
-        time.sleep(0.1)
-
-
 def _rows(project: Path) -> list[int]:
     lake = Lake(f"file://{project / '.gyre' / 'store'}")
     if not lake.exists("events"):
@@ -53,9 +25,9 @@ def _rows(project: Path) -> list[int]:
     return lake.read("events", columns=["id"])["id"].to_pylist()
 
 
-def test_pushed_records_become_versions(project: Path) -> None:
-    port = _free_port()
-    proc = _serve(project, port)
+def test_pushed_records_become_versions(project: Path, start_gyre, unused_port: int) -> None:  # type: ignore[no-untyped-def]
+    port = unused_port
+    proc = start_gyre(port)
     try:
         url = f"http://127.0.0.1:{port}/v1/datasets/events/records"
         for i in range(20):
@@ -95,9 +67,9 @@ def test_pushed_records_become_versions(project: Path) -> None:
     assert len(versions) < 21, "small requests were grouped into fewer commits"
 
 
-def test_kill_9_loses_no_acknowledged_record(project: Path) -> None:
-    port = _free_port()
-    proc = _serve(project, port)
+def test_kill_9_loses_no_acknowledged_record(project: Path, start_gyre, unused_port: int) -> None:  # type: ignore[no-untyped-def]
+    port = unused_port
+    proc = start_gyre(port)
     url = f"http://127.0.0.1:{port}/v1/datasets/events/records"
     acked: list[int] = []
     lock = threading.Lock()
@@ -130,7 +102,7 @@ def test_kill_9_loses_no_acknowledged_record(project: Path) -> None:
         t.join()
     assert len(acked) >= 1000
 
-    proc = _serve(project, port)  # recovery commits what the killed process acknowledged
+    proc = start_gyre(port)  # recovery commits what the killed process acknowledged
     try:
         deadline = time.monotonic() + 15
         while not set(acked) <= set(_rows(project)):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -179,11 +177,16 @@ def test_a_burst_is_logged_exactly(
     assert len(logged) == len(ids) and set(logged) == set(ids)
 
 
-def test_kill_9_loses_no_answered_prediction(
-    fraud: lgb.LGBMClassifier, frame: pd.DataFrame, project: Path, settings: Settings
+def test_kill_9_loses_no_answered_prediction(  # type: ignore[no-untyped-def]
+    fraud: lgb.LGBMClassifier,
+    frame: pd.DataFrame,
+    project: Path,
+    settings: Settings,
+    start_gyre,
+    unused_port: int,
 ) -> None:
-    port = _free_port()
-    proc = _gyre_serve(project, port)
+    port = unused_port
+    proc = start_gyre(port)
     url = f"http://127.0.0.1:{port}/v1/endpoints/fraud/predict"
     answered: list[str] = []
     lock = threading.Lock()
@@ -217,7 +220,7 @@ def test_kill_9_loses_no_answered_prediction(
         t.join()
     assert len(answered) >= 500
 
-    proc = _gyre_serve(project, port)  # recovery commits what the killed process had answered
+    proc = start_gyre(port)  # recovery commits what the killed process had answered
     try:
         deadline = time.monotonic() + 20
         while not set(answered) <= set(_lake_ids(settings)):
@@ -229,35 +232,3 @@ def test_kill_9_loses_no_answered_prediction(
     logged = _lake_ids(settings)
     assert set(answered) <= set(logged)
     assert len(logged) == len(set(logged)), "a prediction was logged twice"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _gyre_serve(project: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gyre.cli.main", "serve", "--port", str(port)],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-            if ready.status_code == 200:
-                return proc
-        except httpx.TransportError:
-            ready = None
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(10)
-            pytest.fail(
-                f"gyre serve did not become ready: {ready.text if ready is not None else 'no answer'}"
-            )
-        time.sleep(0.1)

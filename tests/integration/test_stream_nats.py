@@ -13,13 +13,12 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,19 +35,6 @@ from gyre.meta import MetaStore
 pytestmark = pytest.mark.integration
 
 NATS_URL = os.environ.get("GYRE_TEST_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def _need_service(name: str, reason: str) -> None:
-    # As tests/conftest.py's need_service (test modules cannot import conftest modules).
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{name} is required in CI but unavailable: {reason}")
-    pytest.skip(f"{name} unavailable: {reason}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -99,11 +85,11 @@ def delete_stream(name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def nats_server() -> str:
+def nats_server(require_service: Callable[[str, str], None]) -> str:
     try:
         jetstream(lambda js: js.account_info())
     except Exception as exc:
-        _need_service("NATS with JetStream", f"{NATS_URL}: {type(exc).__name__}: {exc}")
+        require_service("NATS with JetStream", f"{NATS_URL}: {type(exc).__name__}: {exc}")
     return NATS_URL
 
 
@@ -289,9 +275,9 @@ def test_a_record_that_does_not_fit_names_its_sequence(stores: tuple[MetaStore, 
         consume_nats(meta, lake, "events", topic.url, stream=topic.stream, durable="other", id_field="id")
 
 
-def test_an_unreachable_server_is_a_clear_error(stores: tuple[MetaStore, Lake]) -> None:
+def test_an_unreachable_server_is_a_clear_error(stores: tuple[MetaStore, Lake], unused_port: int) -> None:
     meta, lake = stores
-    url = f"nats://127.0.0.1:{_free_port()}"
+    url = f"nats://127.0.0.1:{unused_port}"
     started = time.monotonic()
     with pytest.raises(BackendUnavailable, match="Cannot reach NATS at") as info:
         consume_nats(meta, lake, "events", f"{url}/events", id_field="id", connect_timeout_s=1.0)

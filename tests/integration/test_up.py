@@ -38,14 +38,6 @@ user_activity = gyre.FeatureView(
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gyre(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gyre.cli.main", *args],
@@ -56,11 +48,11 @@ def _gyre(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_pushed_records_reach_online_features_within_seconds(project: Path) -> None:
+def test_pushed_records_reach_online_features_within_seconds(project: Path, unused_port: int) -> None:
     (project / "definitions.py").write_text(DEFINITIONS)
     applied = _gyre(project, "apply")
     assert applied.returncode == 0, applied.stderr
-    port = _free_port()
+    port = unused_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("GYRE_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gyre.cli.main", "up", "--port", str(port)],

@@ -30,6 +30,7 @@ from gyre.definitions import Definition, check_name, parse_duration
 from gyre.errors import InvalidArgument, did_you_mean
 
 if TYPE_CHECKING:
+    from gyre.monitoring import predictions
     from gyre.monitoring.engine import Context
 
 
@@ -214,7 +215,44 @@ class QualityAbove(_QualityCondition):
         return value > self.limit
 
 
-class ErrorRateAbove(Condition):
+class _ServiceCondition(Condition):
+    """A condition on an endpoint's request statistics over ``window``, judged only once the
+    window holds ``min_requests`` requests (fewer: no verdict, never firing nor resolved)."""
+
+    def __init__(self, window: Any, min_requests: int) -> None:
+        self.min_requests = int(min_requests)
+        self.window = parse_duration(window, f"{type(self).__name__} window")
+
+    def evaluate(self, ctx: Context, subjects: Sequence[str]) -> list[Outcome]:
+        out = []
+        for endpoint in subjects:
+            s = ctx.service(endpoint, self.window)
+            value = self._value(s)
+            if s.requests < self.min_requests or value is None:
+                out.append(
+                    Outcome(endpoint, None, f"{s.requests} requests; at least {self.min_requests} needed")
+                )
+                continue
+            out.append(Outcome(endpoint, self._breached(value), self._message(s), value, self._details(s)))
+        return out
+
+    def _base_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "window_s": _window_s(self.window), "min_requests": self.min_requests}
+
+    def _value(self, s: predictions.ServiceStats) -> float | None:
+        raise NotImplementedError
+
+    def _breached(self, value: float) -> bool:
+        raise NotImplementedError
+
+    def _message(self, s: predictions.ServiceStats) -> str:
+        raise NotImplementedError
+
+    def _details(self, s: predictions.ServiceStats) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ErrorRateAbove(_ServiceCondition):
     """The share of failed prediction requests over ``window`` is above ``limit`` (0-1)."""
 
     kind = "error_rate_above"
@@ -222,40 +260,28 @@ class ErrorRateAbove(Condition):
     def __init__(self, limit: float, *, window: Any = "5m", min_requests: int = 20) -> None:
         if not 0 <= float(limit) < 1:
             raise InvalidArgument(f"ErrorRateAbove: limit is a share between 0 and 1, got {limit!r}.")
-        self.limit, self.min_requests = float(limit), int(min_requests)
-        self.window = parse_duration(window, "ErrorRateAbove window")
+        self.limit = float(limit)
+        super().__init__(window, min_requests)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "limit": self.limit,
-            "window_s": _window_s(self.window),
-            "min_requests": self.min_requests,
-        }
+        return {**self._base_dict(), "limit": self.limit}
 
-    def evaluate(self, ctx: Context, subjects: Sequence[str]) -> list[Outcome]:
-        out = []
-        for endpoint in subjects:
-            s = ctx.service(endpoint, self.window)
-            if s.requests < self.min_requests or s.error_rate is None:
-                out.append(
-                    Outcome(endpoint, None, f"{s.requests} requests; at least {self.min_requests} needed")
-                )
-                continue
-            out.append(
-                Outcome(
-                    endpoint,
-                    s.error_rate > self.limit,
-                    f"{s.errors} of {s.requests} requests failed ({s.error_rate:.1%}); "
-                    f"alert above {self.limit:.1%}",
-                    s.error_rate,
-                    {"requests": s.requests, "errors": s.errors},
-                )
-            )
-        return out
+    def _value(self, s: predictions.ServiceStats) -> float | None:
+        return s.error_rate
+
+    def _breached(self, value: float) -> bool:
+        return value > self.limit
+
+    def _message(self, s: predictions.ServiceStats) -> str:
+        return (
+            f"{s.errors} of {s.requests} requests failed ({s.error_rate:.1%}); alert above {self.limit:.1%}"
+        )
+
+    def _details(self, s: predictions.ServiceStats) -> dict[str, Any]:
+        return {"requests": s.requests, "errors": s.errors}
 
 
-class LatencyAbove(Condition):
+class LatencyAbove(_ServiceCondition):
     """The endpoint's p99 latency over ``window`` is above ``p99_ms`` milliseconds."""
 
     kind = "latency_above"
@@ -263,37 +289,23 @@ class LatencyAbove(Condition):
     def __init__(self, p99_ms: float, *, window: Any = "5m", min_requests: int = 20) -> None:
         if not float(p99_ms) > 0:
             raise InvalidArgument(f"LatencyAbove: p99_ms must be positive, got {p99_ms!r}.")
-        self.p99_ms, self.min_requests = float(p99_ms), int(min_requests)
-        self.window = parse_duration(window, "LatencyAbove window")
+        self.p99_ms = float(p99_ms)
+        super().__init__(window, min_requests)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "p99_ms": self.p99_ms,
-            "window_s": _window_s(self.window),
-            "min_requests": self.min_requests,
-        }
+        return {**self._base_dict(), "p99_ms": self.p99_ms}
 
-    def evaluate(self, ctx: Context, subjects: Sequence[str]) -> list[Outcome]:
-        out = []
-        for endpoint in subjects:
-            s = ctx.service(endpoint, self.window)
-            if s.requests < self.min_requests or s.p99_ms is None:
-                out.append(
-                    Outcome(endpoint, None, f"{s.requests} requests; at least {self.min_requests} needed")
-                )
-                continue
-            out.append(
-                Outcome(
-                    endpoint,
-                    s.p99_ms > self.p99_ms,
-                    f"p99 latency {s.p99_ms:.1f} ms over {s.requests} requests; "
-                    f"alert above {self.p99_ms:g} ms",
-                    s.p99_ms,
-                    {"requests": s.requests, "p50_ms": s.p50_ms},
-                )
-            )
-        return out
+    def _value(self, s: predictions.ServiceStats) -> float | None:
+        return s.p99_ms
+
+    def _breached(self, value: float) -> bool:
+        return value > self.p99_ms
+
+    def _message(self, s: predictions.ServiceStats) -> str:
+        return f"p99 latency {s.p99_ms:.1f} ms over {s.requests} requests; alert above {self.p99_ms:g} ms"
+
+    def _details(self, s: predictions.ServiceStats) -> dict[str, Any]:
+        return {"requests": s.requests, "p50_ms": s.p50_ms}
 
 
 class FeatureViewStale(Condition):
