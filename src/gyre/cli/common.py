@@ -11,6 +11,22 @@ import typer
 if TYPE_CHECKING:
     from gyre.client.client import Client
 
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADDR", help="Address to listen on. Default: \\[server] host, 127.0.0.1.", show_default=False
+    ),
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="PORT",
+        min=1,
+        max=65535,
+        help="Port to listen on. Default: \\[server] port, 8080.",
+        show_default=False,
+    ),
+]
 JsonFlag = Annotated[
     bool,
     typer.Option("--json", metavar="", help="Print JSON to stdout instead of a table (for scripts and jq)."),

@@ -7,26 +7,12 @@ from typing import Annotated
 
 import typer
 
+from gyre.cli.common import HostOption, PortOption
+
 
 def serve(
-    host: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDR",
-            help="Address to listen on. Default: \\[server] host, 127.0.0.1.",
-            show_default=False,
-        ),
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            metavar="PORT",
-            min=1,
-            max=65535,
-            help="Port to listen on. Default: \\[server] port, 8080.",
-            show_default=False,
-        ),
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -41,7 +27,7 @@ def serve(
         typer.Option(
             "--no-auth",
             metavar="",
-            help="Serve without a token even on a non-loopback address (trusted networks only).",
+            help="Serve without authentication even on a non-loopback address (trusted networks only).",
         ),
     ] = False,
     workers: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes.")] = 1,
@@ -52,7 +38,8 @@ def serve(
     (MLflow) and /v2/models/NAME/infer (Open Inference Protocol); every prediction is logged to
     the dataset 'predictions'. Models load at start; /readyz says which endpoint is not ready
     and why. SDK clients reach the API with GYRE_SERVER_URL=http://HOST:PORT (and
-    GYRE_SERVER_TOKEN). Listening on anything but loopback needs a token, or --no-auth.
+    GYRE_SERVER_TOKEN). Listening on anything but loopback turns authentication on: it needs an
+    API key ('gyre keys create') or a token, or --no-auth.
 
     [bold]Examples:[/bold]
       gyre serve

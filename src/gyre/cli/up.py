@@ -6,22 +6,12 @@ from typing import Annotated
 
 import typer
 
+from gyre.cli.common import HostOption, PortOption
+
 
 def up(
-    host: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDR",
-            help="Address to listen on. Default: \\[server] host, 127.0.0.1.",
-            show_default=False,
-        ),
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            metavar="PORT", min=1, max=65535, help="Port. Default: \\[server] port, 8080.", show_default=False
-        ),
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
     no_controller: Annotated[
         bool, typer.Option("--no-controller", metavar="", help="Serve only; run 'gyre controller' elsewhere.")
     ] = False,
