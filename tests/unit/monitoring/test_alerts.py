@@ -3,11 +3,12 @@ events the controller acts on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from sqlalchemy import select
 
@@ -153,33 +154,56 @@ def test_quality_error_rate_and_latency_conditions(stores: Stores, log_rows: Any
     assert "p99 latency" in fired["latency"].message
 
 
-@dataclass
-class _Fresh:
-    view: str
-    stale: bool
-    lag_s: float | None
-    max_lag_s: float | None
-    versions_behind: int | None = 0
+def test_stale_feature_view(stores: Stores, tmp_path: Path) -> None:
+    """Against a real feature store: never materialized → firing; materialized up to a minute
+    before now (max lag 1 h) → resolved; a view without max_lag is not judged."""
+    import gyre
+    from gyre.data import catalog
+    from gyre.definitions import Definitions
+    from gyre.features.store import FeatureStore
+    from gyre.project import apply
 
-
-class _Features:
-    def __init__(self) -> None:
-        self.rows = [_Fresh("user_activity", True, 900.0, 60.0), _Fresh("merchant", False, 5.0, 60.0)]
-
-    def freshness(self, now: Any = None) -> list[_Fresh]:
-        return self.rows
-
-
-def test_stale_feature_view(stores: Stores) -> None:
-    features = _Features()
+    user = gyre.Entity("user", join_keys=["user_id"])
+    payments = gyre.Dataset("payments", keys=["payment_id"], event_time="ts")
+    window = [gyre.Aggregate("amount", "sum", window="1h")]
+    views = [
+        gyre.FeatureView("user_activity", entity=user, source=payments, max_lag="1h", features=window),
+        gyre.FeatureView("unwatched", entity=user, source=payments, features=window),
+    ]
+    apply(stores.meta, Definitions([user, payments, *views]))
+    features = FeatureStore(stores.meta, stores.lake, f"sqlite:///{tmp_path / 'online.db'}")
     engine = AlertEngine(stores.meta, stores.lake, stores.blobs, features=features)
     rule = AlertRule("stale", condition=FeatureViewStale())
     [t] = engine.evaluate([rule], now=NOW)
     assert (t.subject, t.status) == ("feature_view:user_activity", "firing")
-    features.rows[0].stale = False
+
+    ts = NOW - timedelta(minutes=1)
+    rows = pa.table(
+        {
+            "payment_id": ["p1"],
+            "user_id": [7],
+            "amount": [5.0],
+            "ts": pa.array([ts], pa.timestamp("us", "UTC")),
+        }
+    )
+    version = stores.lake.append("payments", rows)
+    columns, digest = catalog.describe_schema(rows.schema)
+    catalog.record_version(
+        stores.meta,
+        "payments",
+        version,
+        rows=1,
+        bytes=1,
+        schema=columns,
+        schema_hash=digest,
+        source="test",
+        max_event_time=ts,
+    )
+    features.materialize(now=NOW)
     [t] = engine.evaluate([rule], now=NOW + timedelta(minutes=1))
     assert (t.subject, t.status) == ("feature_view:user_activity", "resolved")
     engine.close()
+    features.close()
 
 
 def test_a_broken_rule_does_not_stop_the_others(
