@@ -89,8 +89,9 @@ def train(n_estimators: int = 100, seed: int = 0):
         model = RandomForestClassifier(n_estimators=n_estimators, random_state=seed)
         model.fit(x_train, y_train)
         run.log_metric("auc", roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))
-        # Stores the model with the run and registers it as the next version of MODEL_NAME.
-        return run.log_model(model, "model", register_as=MODEL_NAME)
+        # Stores the model with the run and registers it as the next version of MODEL_NAME;
+        # the input example gives it a signature, so an endpoint can serve and check requests.
+        return run.log_model(model, "model", register_as=MODEL_NAME, input_example=x_test[:5])
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ class ServingRoutes:
             return endpoint
         why = self.serving.failed.get(name)
         if why is not None:
-            raise EndpointNotReady(f"Endpoint '{name}' is not serving: {why}.")
+            raise EndpointNotReady(f"Endpoint '{name}' is not serving: {why.rstrip('.')}.")
         names = sorted(self.serving.endpoints)
         raise NotFound(
             f"No endpoint named '{name}' is served here; endpoints: {', '.join(names) or 'none'}."

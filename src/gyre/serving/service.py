@@ -40,7 +40,10 @@ class Readiness:
         if self.error is not None:
             return self.error
         return (
-            "; ".join(f"Endpoint '{name}' is not serving: {why}" for name, why in self.problems.items()) + "."
+            "; ".join(
+                f"Endpoint '{name}' is not serving: {why.rstrip('.')}" for name, why in self.problems.items()
+            )
+            + "."
         )
 
 
