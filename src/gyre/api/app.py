@@ -59,6 +59,7 @@ def create_app(
     from gyre.api.routes import blobs, datasets, experiments, feedback, metrics, models, runs
     from gyre.data.lake import Lake
     from gyre.data.push import PushBuffer
+    from gyre.deploy.rollout import traffic
     from gyre.features.store import FeatureStore
     from gyre.project import project_definitions
     from gyre.serving.http import ServingRoutes
@@ -79,8 +80,10 @@ def create_app(
             log.warning("The metadata store is not ready: %s", exc)
         # Commit what a previous process acknowledged but had not committed, then keep flushing.
         await run_in_threadpool(push.start)
-        # Every registered endpoint's model loads before the first request is taken.
+        # Every registered endpoint's model loads before the first request is taken; then the
+        # server follows new endpoints, alias moves and deployments on its own.
         await run_in_threadpool(serving.load)
+        serving.start()
         yield
         serving.close()
         await run_in_threadpool(push.close)
@@ -107,6 +110,7 @@ def create_app(
         push,
         cache_dir=settings.root / ".gyre" / "cache" / "models",
         registry=app.state.metrics,
+        traffic=lambda: traffic(meta),
     )
     app.state.serving = serving
 

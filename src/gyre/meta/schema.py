@@ -353,5 +353,6 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-# The monitoring tables live in their own module; importing it here registers them on Base.
+# The monitoring and deployment tables live in modules of their own; importing them registers them on Base.
+from gyre.meta import deploy_schema as deploy_schema  # noqa: E402
 from gyre.meta import monitoring_schema as monitoring_schema  # noqa: E402

@@ -29,11 +29,12 @@ class Job:
     ``outputs`` and ``ids`` (one per row) are set when the batch succeeds, else ``error``.
     """
 
-    __slots__ = ("error", "future", "ids", "outputs", "prepared", "queued_at", "started")
+    __slots__ = ("error", "future", "ids", "outputs", "prepared", "queued_at", "shadow_of", "started")
 
-    def __init__(self, prepared: Prepared, started: float) -> None:
+    def __init__(self, prepared: Prepared, started: float, shadow_of: list[str] | None = None) -> None:
         self.prepared = prepared
         self.started = started  # time.perf_counter() when the request arrived
+        self.shadow_of = shadow_of  # a shadow copy: the served prediction ids, one per row
         self.queued_at = 0.0
         self.outputs: list[Any] | None = None
         self.ids: list[str] | None = None
@@ -75,6 +76,11 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
         """How many batches (model calls) have run."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, arriving or running."""
+        return not (self._queue or self._arriving or self._busy)
 
     # -- the request side --------------------------------------------------------------------
 

@@ -163,20 +163,28 @@ class CompiledEndpoint:
         cache_dir: Path,
         push: Any,
         metrics: ServingMetrics,
+        version: int | None = None,
     ) -> CompiledEndpoint:
         """Resolve, fetch and load the endpoint's model and compile its plan.
+
+        Args:
+            version: load this version of the endpoint's model (a deployment's baseline or
+                candidate) instead of the one its model reference resolves to.
 
         Raises:
             GyreError: the model, a feature, or the signature cannot be used; the message says why.
         """
         from gyre.models.package import load_model_package
 
-        version = registry.resolve(meta, f"models:/{spec['model']}")
-        path = fetch_package(store, version.package_digest, cache_dir, version.uri)
+        ref = f"models:/{spec['model']}"
+        if version is not None:
+            ref = f"models:/{registry.parse_model_uri(ref).name}/{version}"
+        info = registry.resolve(meta, ref)
+        path = fetch_package(store, info.package_digest, cache_dir, info.uri)
         model = load_model_package(path)
         if model.signature is None or not model.signature.inputs:
             raise InvalidArgument(
-                f"Model {version.uri} has no input signature, so requests cannot be checked or its "
+                f"Model {info.uri} has no input signature, so requests cannot be checked or its "
                 "columns ordered; log it again with input_example= (or signature=)."
             )
         columns = [(c.name, c.dtype) for c in model.signature.inputs]
@@ -189,19 +197,33 @@ class CompiledEndpoint:
         return cls(
             name,
             spec,
-            version,
+            info,
             model,
             columns,
             features,
             views,
             on_demand,
             push,
-            metrics.for_endpoint(name, version.name, version.version),
+            metrics.for_endpoint(name, info.name, info.version),
         )
 
     def close(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=True)
+
+    @property
+    def idle(self) -> bool:
+        """No request is queued, arriving or being predicted (safe to close)."""
+        return self.batcher.idle
+
+    def entity_key(self, prepared: Prepared) -> tuple[Any, ...] | None:
+        """The entity keys of the request's first row (None if the endpoint reads none)."""
+        if not self._entity_fields or prepared.n == 0:
+            return None
+        return tuple(
+            prepared.num[0, j].item() if src == "num" else prepared.obj[j][0]
+            for _, (src, j) in self._entity_fields
+        )
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/endpoints/{name}`` shows."""
@@ -235,12 +257,29 @@ class CompiledEndpoint:
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].error = exc
-                return
-            for job in jobs:
-                try:
-                    self._run([job])
-                except Exception as exc1:
-                    job.error = exc1
+            else:
+                for job in jobs:
+                    try:
+                        self._run([job])
+                    except Exception as exc1:
+                        job.error = exc1
+            self._log_failures(jobs)
+
+    def _log_failures(self, jobs: list[Job]) -> None:
+        """Log the rows of jobs that failed in the server (5xx), so the log knows error rates.
+
+        A failure to log them is only reported: the requests are answered with their error anyway.
+        """
+        failed = [j for j in jobs if j.error is not None and _status(j.error) >= 500]
+        if not failed or self.push is None:
+            return
+        try:
+            num, obj = _concat([j.prepared for j in failed])
+            ids = new_ids(len(num))
+            errors = [_message(j.error) for j in failed for _ in range(j.n)]
+            self._log(failed, ids, [None] * len(num), num, obj, None, None, errors)
+        except Exception:
+            log.exception("Endpoint '%s': logging %d failed request(s) failed", self.name, len(failed))
 
     def _run(self, jobs: list[Job]) -> None:
         preps = [j.prepared for j in jobs]
@@ -358,6 +397,7 @@ class CompiledEndpoint:
         obj: list[list[Any]],
         entities: list[dict[str, Any]] | None,
         feats: list[dict[str, Any]] | None,
+        errors: list[str] | None = None,
     ) -> None:
         if self.push is None:
             return
@@ -372,7 +412,8 @@ class CompiledEndpoint:
         i = 0
         for job in jobs:
             latency = (now - job.started) * 1000
-            for _ in range(job.n):
+            shadow_of = job.shadow_of
+            for k in range(job.n):
                 inputs = dict(zip(num_names, num_rows[i], strict=True))
                 for j, name in enumerate(obj_names):
                     inputs[name] = obj[j][i]
@@ -389,9 +430,11 @@ class CompiledEndpoint:
                         else None,
                         "features": dumps(feats[i]).decode() if feats is not None else None,
                         "inputs": dumps(inputs).decode(),
-                        "output": dumps(output).decode(),
+                        "output": dumps(output).decode() if errors is None else None,
                         "prediction": as_number(output),
                         "latency_ms": latency,
+                        "error": errors[i] if errors is not None else None,
+                        "shadow_of": shadow_of[k] if shadow_of is not None else None,
                     }
                 )
                 i += 1
@@ -459,6 +502,16 @@ def _records(
     names = [name for name, _ in fields]
     columns = [num[:, j].tolist() if src == "num" else obj[j] for _, (src, j) in fields]
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _status(exc: BaseException) -> int:
+    return exc.status_code if isinstance(exc, GyreError) else 500
+
+
+def _message(exc: BaseException | None) -> str:
+    if isinstance(exc, GyreError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _unknown(check: _ViewCheck, row: dict[str, Any]) -> bool:

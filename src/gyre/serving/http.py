@@ -18,6 +18,7 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from gyre.serving.errors import (
     UnsupportedMediaType,
 )
 from gyre.serving.inputs import Prepared
+from gyre.serving.routing import Route
 from gyre.serving.service import Serving
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class ServingRoutes:
         self.serving = serving
         self.max_body_size = max_body_size
         self.is_ready = is_ready or (lambda: True)
+        self._shadows: set[asyncio.Future[Job]] = set()  # shadow predictions in flight
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -120,7 +123,8 @@ class ServingRoutes:
         oip: bool = False,
     ) -> None:
         started = time.perf_counter()
-        endpoint = self._endpoint(name)
+        route = self._route(name)
+        endpoint = route.primary
         metrics = endpoint.metrics
         batcher = endpoint.batcher
         batcher.arrive()
@@ -129,12 +133,22 @@ class ServingRoutes:
             headers = _headers(scope)
             body = await _read_body(receive, self.max_body_size)
             prepared, shape = protocol(endpoint, body, headers)
+            if route.candidate is not None:
+                variant = route.pick(prepared)
+                if variant is not endpoint:
+                    batcher.depart()
+                    endpoint, metrics, batcher = variant, variant.metrics, variant.batcher
+                    batcher.arrive()
+                    if not variant.plan.same_as(route.primary.plan):
+                        prepared, shape = protocol(variant, body, headers)
             submitted = True
             job = await batcher.submit(Job(prepared, started))
             if job.error is not None:
                 raise job.error
             assert job.outputs is not None and job.ids is not None
             answer = shape(endpoint, job)
+            if route.shadow is not None:
+                self._shadow(route.shadow, protocol, body, headers, prepared, route.primary, job, started)
         except Exception as exc:
             if not submitted:
                 batcher.depart()
@@ -148,6 +162,37 @@ class ServingRoutes:
         await _send(send, 200, body_out, extra_headers)
         metrics.latency.observe(time.perf_counter() - started)
 
+    def _shadow(
+        self,
+        shadow: CompiledEndpoint,
+        protocol: Callable[[CompiledEndpoint, bytes, dict[bytes, bytes]], tuple[Prepared, Any]],
+        body: bytes,
+        headers: dict[bytes, bytes],
+        prepared: Prepared,
+        primary: CompiledEndpoint,
+        job: Job,
+        started: float,
+    ) -> None:
+        """Predict on a copy of an answered request with the shadow version, in the background:
+        its answers are only logged (``shadow_of``), and its failures never reach the caller."""
+        try:
+            if not shadow.plan.same_as(primary.plan):
+                prepared, _ = protocol(shadow, body, headers)
+        except GyreError as err:
+            log.debug("Shadow version %s refused a request: %s", shadow.model_version, err.message)
+            return
+        shadow.batcher.arrive()
+        task = asyncio.ensure_future(shadow.batcher.submit(Job(prepared, started, shadow_of=job.ids)))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    def _route(self, name: str) -> Route:
+        route = self.serving.routes.get(name)
+        if route is not None:
+            return route
+        self._endpoint(name)  # raises why not
+        raise NotFound(f"No endpoint named '{name}' is served here.")
+
     def _endpoint(self, name: str) -> CompiledEndpoint:
         endpoint = self.serving.endpoints.get(name)
         if endpoint is not None:
@@ -159,7 +204,7 @@ class ServingRoutes:
         raise NotFound(
             f"No endpoint named '{name}' is served here; endpoints: {', '.join(names) or 'none'}."
             + did_you_mean(name, names)
-            + " Declare one with gyre.Endpoint, run 'gyre apply', then restart 'gyre serve'."
+            + " Declare one with gyre.Endpoint and run 'gyre apply'; a running server loads it in seconds."
         )
 
     # -- Open Inference Protocol v2 ----------------------------------------------------------------
@@ -267,7 +312,7 @@ def _oip(endpoint: CompiledEndpoint, body: bytes, headers: dict[bytes, bytes]) -
     def shape(endpoint: CompiledEndpoint, job: Job) -> Answer:
         assert job.outputs is not None
         out, json_length = protocols.infer_response(
-            endpoint.name, endpoint.model_version, request.id, job.outputs, request.binary_output
+            endpoint.name, endpoint.model_version, request.id, job.outputs, request.binary_output, job.ids
         )
         if json_length is None:
             return out, _JSON

@@ -87,6 +87,10 @@ class InputPlan:
         # All numeric fields are plain numbers: then a float matrix is checked in one pass.
         self._all_number = not self.obj_fields and all(f.kind == NUMBER for f in self.fields)
 
+    def same_as(self, other: InputPlan) -> bool:
+        """Whether ``other`` checks requests exactly as this plan does (same fields, same policy)."""
+        return self.fields == other.fields and self.reject_extra == other.reject_extra
+
     # -- rows (JSON objects) -----------------------------------------------------------------
 
     def from_rows(self, rows: Sequence[Any]) -> Prepared:

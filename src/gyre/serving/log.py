@@ -7,6 +7,11 @@ after ``kill -9``. The dataset is declared (its column types, key and event time
 time a server starts, so every endpoint's records share one schema; the nested values
 (entity keys, feature values, request inputs, output) are JSON text.
 
+A prediction that failed in the server (the model or the feature lookup raised: a 5xx) is
+logged too, with ``error`` set and no output, so error rates can be computed from the log.
+A shadow deployment's predictions are logged with ``shadow_of`` set to the served prediction
+they copy; they were never answered, and monitoring of served traffic leaves them out.
+
 Query it with DuckDB over the lake, e.g.
 ``SELECT model_version, avg(prediction) FROM predictions WHERE endpoint = 'fraud' GROUP BY 1``.
 """
@@ -37,6 +42,8 @@ SCHEMA: dict[str, str] = {
     "output": "string",  # JSON: what was answered (a number, a label, a list of probabilities)
     "prediction": "double",  # the output when it is one number, else null
     "latency_ms": "double",  # from the request's arrival to its prediction
+    "error": "string",  # null when the prediction succeeded, else why it failed (output is then null)
+    "shadow_of": "string",  # a shadow deployment's prediction: the served prediction_id it copies
 }
 
 

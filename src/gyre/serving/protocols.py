@@ -296,9 +296,18 @@ def _prepare(plan: InputPlan, tensors: dict[str, Any], shapes: dict[str, list[in
 
 
 def infer_response(
-    model_name: str, model_version: int, request_id: str | None, outputs: list[Any], binary: bool
+    model_name: str,
+    model_version: int,
+    request_id: str | None,
+    outputs: list[Any],
+    binary: bool,
+    prediction_ids: list[str] | None = None,
 ) -> tuple[bytes, int | None]:
-    """The ``/infer`` answer and, for a binary answer, the length of its JSON header."""
+    """The ``/infer`` answer and, for a binary answer, the length of its JSON header.
+
+    The prediction ids (for feedback) ride in the response's ``parameters`` as one
+    comma-separated string: the protocol allows only scalar parameter values.
+    """
     array = np.asarray(outputs)
     if array.dtype.kind in "USO":
         datatype, array = "BYTES", array.astype(object)
@@ -312,6 +321,8 @@ def infer_response(
     response: dict[str, Any] = {"model_name": model_name, "model_version": str(model_version)}
     if request_id is not None:
         response["id"] = request_id
+    if prediction_ids:
+        response["parameters"] = {"prediction_ids": ",".join(prediction_ids)}
     response["outputs"] = [tensor]
     if not binary:
         tensor["data"] = array.ravel().tolist()

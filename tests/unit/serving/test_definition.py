@@ -29,6 +29,20 @@ def test_defaults_and_spec() -> None:
         "unknown_entity": "defaults",
         "defaults": {},
         "description": "",
+        "rollout": {
+            "strategy": "canary",
+            "steps": [5.0, 25.0, 50.0, 100.0],
+            "interval_s": 300.0,
+            "on_challenger": "manual",
+            "checks": {
+                "min_requests": 50,
+                "max_error_rate_increase": 0.01,
+                "max_latency_ratio": 1.5,
+                "max_prediction_psi": 0.5,
+                "max_auc_drop": 0.02,
+                "min_labels": 50,
+            },
+        },
     }
     assert gyre.Endpoint("a", model="models:/fraud/3").model == "fraud/3"
     # An on-demand feature object is referenced, so gyre apply checks it exists.
