@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from gyre.data.lake import Lake
 from gyre.deploy import analysis
@@ -40,7 +40,7 @@ from gyre.deploy.records import (
     info,
     running,
 )
-from gyre.errors import Conflict, GyreError, InvalidArgument
+from gyre.errors import Conflict, GyreError, InvalidArgument, NotFound
 from gyre.ids import new_id, utcnow
 from gyre.meta import MetaStore, UnitOfWork
 from gyre.meta.deploy_schema import DeploymentRecord
@@ -51,6 +51,8 @@ from gyre.serving.routing import Split
 from gyre.store import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
 
 
 def traffic(meta: MetaStore) -> dict[str, Split]:
@@ -152,33 +154,88 @@ def start(
         return info(record)
 
 
-def start_on_challenger(
-    meta: MetaStore, store: ArtifactStore, model: str, version: int, *, cache_dir: Path
+def start_pending_challengers(
+    meta: MetaStore, store: ArtifactStore, *, cache_dir: Path
 ) -> list[DeploymentInfo]:
-    """Start the rollouts a new ``challenger`` of ``model`` asks for: every endpoint following
-    an alias of that model whose policy says ``on_challenger="auto"``."""
+    """Start the rollouts new challengers ask for: on every endpoint whose policy is
+    ``on_challenger="auto"``, a ``challenger`` of its model that differs from what it serves
+    and that no deployment on it has tried yet.
+
+    A challenger that cannot serve is recorded as a ``rejected`` deployment with the reason,
+    so it is reported once and not retried.
+    """
     started = []
     for record in list_registered(meta, "endpoint"):
         policy = record.spec.get("rollout") or {}
-        if policy.get("on_challenger") != "auto":
-            continue
         ref = registry.parse_model_uri(f"models:/{record.spec['model']}")
-        if ref.name != model or ref.alias is None:
+        if policy.get("on_challenger") != "auto" or ref.alias is None or ref.alias == CHALLENGER:
             continue
+        try:
+            candidate = registry.resolve(meta, f"models:/{ref.name}@{CHALLENGER}")
+            serving = registry.resolve(meta, f"models:/{ref.name}@{ref.alias}")
+        except NotFound:
+            continue
+        if candidate.version == serving.version or _tried(meta, record.name, candidate.version):
+            continue
+        why = f"{ref.name} version {candidate.version} became the challenger"
         try:
             started.append(
                 start(
                     meta,
                     store,
                     record.name,
-                    f"{model}/{version}",
+                    f"{ref.name}/{candidate.version}",
                     cache_dir=cache_dir,
-                    reason=f"challenger {model} version {version}",
+                    reason=why,
                 )
             )
-        except Conflict as exc:
-            log.info("No rollout of %s version %s on '%s': %s", model, version, record.name, exc.message)
+        except Conflict as exc:  # a deployment is running: the next tick tries again
+            log.info("No rollout of %s on '%s' yet: %s", candidate.uri, record.name, exc.message)
+        except GyreError as exc:
+            log.error("Challenger %s cannot roll out on '%s': %s", candidate.uri, record.name, exc.message)
+            _record_refusal(
+                meta, record.name, ref.name, ref.alias, serving.version, candidate.version, exc.message
+            )
     return started
+
+
+def _tried(meta: MetaStore, endpoint: str, version: int) -> bool:
+    with meta.read() as s:
+        q = select(DeploymentRecord.id).where(
+            DeploymentRecord.endpoint == endpoint, DeploymentRecord.candidate_version == version
+        )
+        return s.scalars(q.limit(1)).first() is not None
+
+
+def _record_refusal(
+    meta: MetaStore, endpoint: str, model: str, alias: str, baseline: int, candidate: int, why: str
+) -> None:
+    now = utcnow()
+    with meta.write() as uow:
+        r = DeploymentRecord(
+            id=new_id(),
+            endpoint=endpoint,
+            model_name=model,
+            alias=alias,
+            baseline_version=baseline,
+            candidate_version=candidate,
+            strategy="none",
+            steps=[],
+            step=0,
+            weight=0.0,
+            interval_s=0.0,
+            checks={},
+            state=REJECTED,
+            reason=why,
+            history=[_entry(now, REJECTED, 0.0, reason=why)],
+            actor=uow.actor,
+            created_at=now,
+            step_started_at=now,
+            updated_at=now,
+            finished_at=now,
+        )
+        uow.session.add(r)
+        uow.record("deployment.rejected", f"endpoint:{endpoint}", _payload(r, reason=why))
 
 
 def tick(meta: MetaStore, lake: Lake, now: datetime | None = None) -> list[DeploymentInfo]:
