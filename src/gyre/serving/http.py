@@ -121,9 +121,10 @@ class ServingRoutes:
         protocol: Callable[[CompiledEndpoint, bytes, dict[bytes, bytes]], tuple[Prepared, Any]],
         *,
         oip: bool = False,
+        pinned: CompiledEndpoint | None = None,
     ) -> None:
         started = time.perf_counter()
-        route = self._route(name)
+        route = self._route(name) if pinned is None else Route(pinned)
         endpoint = route.primary
         metrics = endpoint.metrics
         batcher = endpoint.batcher
@@ -233,7 +234,8 @@ class ServingRoutes:
                 if rest == ["infer"]:
                     _method(method, "POST", scope)
                     endpoint = self._oip_endpoint(name, version)
-                    await self._predict(scope, receive, send, endpoint.name, _oip, oip=True)
+                    pinned = endpoint if version is not None else None
+                    await self._predict(scope, receive, send, endpoint.name, _oip, oip=True, pinned=pinned)
                     return
                 if rest in ([], ["ready"]):
                     _method(method, "GET", scope)
@@ -250,13 +252,20 @@ class ServingRoutes:
             await _send(send, err.status_code, _error_body(err, oip=True))
 
     def _oip_endpoint(self, name: str, version: str | None) -> CompiledEndpoint:
+        """The endpoint's primary version, or the served ``version`` (during a deployment, the
+        candidate and shadow versions are served too)."""
         endpoint = self._endpoint(name)
-        if version is not None and version != str(endpoint.model_version):
-            raise NotFound(
-                f"Endpoint '{name}' serves version {endpoint.model_version} of model "
-                f"{endpoint.model_name}, not version {version}."
-            )
-        return endpoint
+        if version is None:
+            return endpoint
+        served = self._route(name).versions()
+        for e in served:
+            if version == str(e.model_version):
+                return e
+        shown = ", ".join(str(e.model_version) for e in served)
+        raise NotFound(
+            f"Endpoint '{name}' serves version(s) {shown} of model {endpoint.model_name}, "
+            f"not version {version}."
+        )
 
 
 # -- protocols: body -> prepared rows, and how to shape the answer --------------------------------

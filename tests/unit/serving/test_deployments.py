@@ -327,3 +327,20 @@ def test_cli_deploy_show_list_rollback(project: Path, two_versions: tuple[int, i
     back = cli("rollback", "e", "--reason", "test")
     assert back.exit_code == 0 and "Rolled back" in back.stderr
     assert json.loads(cli("deployments", "list", "--json").stdout)[0]["state"] == "rolled_back"
+
+
+def test_oip_can_name_a_version_in_a_deployment(
+    client: Client, settings: Settings, data: Data, start_app: Any, two_versions: tuple[int, int]
+) -> None:
+    app = start_app()
+    _start(client, settings, steps=[1, 100])
+    app.serving.sync()
+    infer = {"inputs": [{"name": c, "datatype": "FP64", "shape": [1], "data": [0.5]} for c in COLUMNS]}
+    for version in (1, 2):
+        r = app.post(f"/v2/models/e/versions/{version}/infer", json=infer)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model_version"] == str(version) and body["outputs"][0]["data"] == [float(version)]
+        assert len(body["parameters"]["prediction_ids"]) == 26  # one ULID, for feedback
+    missing = app.post("/v2/models/e/versions/7/infer", json=infer)
+    assert missing.status_code == 404 and "serves version(s) 1, 2" in missing.json()["error"]

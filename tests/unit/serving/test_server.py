@@ -139,7 +139,7 @@ def test_open_inference_protocol_over_json(
     )
 
     wrong = app.post("/v2/models/fraud/versions/99/infer", json=named)
-    assert wrong.status_code == 404 and "serves version 1" in wrong.json()["error"]
+    assert wrong.status_code == 404 and "serves version(s) 1" in wrong.json()["error"]
     bad = app.post("/v2/models/fraud/infer", json={"inputs": [{**named["inputs"][0], "data": [1, "x", 3]}]})
     assert bad.status_code == 422
     assert (
