@@ -142,3 +142,35 @@ def test_features_are_looked_up_and_on_demand_ones_computed(
     }
     assert json.loads(first["inputs"]) == {"amount": 80.0, "user_id": 1}
     assert len(logged) == 2 + 1 + 1 + 3  # refused requests are not logged
+
+
+def test_a_canary_keeps_each_entity_on_one_side(
+    featured: Client, settings: Settings, start_app: Callable[..., AppClient]
+) -> None:
+    """With entity keys, a canary's assignment is sticky: every request of a user goes to the
+    same version, and the share of users on the candidate follows the weight."""
+    from gyre.deploy import rollout
+    from gyre.serving.routing import BUCKETS, bucket
+
+    example = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]], columns=MODEL_COLUMNS)
+    v2 = register(featured, WeightedSum(), "risk", example, alias="challenger")
+    meta = featured.backend.meta  # type: ignore[attr-defined]
+    rollout.start(
+        meta, featured.backend.store, "scored", "risk@challenger", cache_dir=settings.root / "c", steps=[40, 100]  # type: ignore[attr-defined]
+    )
+    app = start_app()
+    app.serving.sync()
+    users = list(range(1, 61))
+    seen: dict[int, set[int]] = {u: set() for u in users}
+    for _ in range(3):
+        for r, u in zip(
+            app.post_many("/v1/endpoints/scored/predict", [{"row": {"user_id": u, "amount": 5.0}} for u in users]),
+            users,
+            strict=True,
+        ):
+            assert r.status_code == 200, r.text
+            seen[u].add(r.json()["model_version"])
+    assert all(len(versions) == 1 for versions in seen.values())
+    # The routing key is the user id as the request carried it; its bucket decides the side.
+    expected = {u for u in users if bucket((u,)) < 40 * BUCKETS / 100}
+    assert {u for u, versions in seen.items() if versions == {v2}} == expected
