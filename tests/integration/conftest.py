@@ -83,13 +83,14 @@ def remote(server: LiveServer, settings: Settings) -> Iterator[Client]:
 
 @pytest.fixture
 def start_gyre(project: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """``start_gyre(port)``: run ``gyre serve --port PORT`` in the test's project as a real process
+    """``start_gyre(port, command, *extra)``: run ``gyre serve --port PORT`` (or ``command``, with
+    ``extra`` arguments) in the test's project as a real process
     and wait until ``/readyz`` answers 200; processes still running are killed after the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(port: int, command: str = "serve") -> subprocess.Popen[bytes]:
+    def start(port: int, command: str = "serve", *extra: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gyre.cli.main", command, "--port", str(port)],
+            [sys.executable, "-m", "gyre.cli.main", command, "--port", str(port), *extra],
             cwd=project,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

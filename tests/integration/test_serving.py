@@ -232,3 +232,45 @@ def test_kill_9_loses_no_answered_prediction(  # type: ignore[no-untyped-def]
     logged = _lake_ids(settings)
     assert set(answered) <= set(logged)
     assert len(logged) == len(set(logged)), "a prediction was logged twice"
+
+
+def test_several_worker_processes_log_each_prediction_once(  # type: ignore[no-untyped-def]
+    fraud: lgb.LGBMClassifier,
+    frame: pd.DataFrame,
+    settings: Settings,
+    start_gyre,
+    unused_port: int,
+) -> None:
+    """``gyre serve --workers 2``: both processes serve, share the prediction log's buffer, and
+    every answered prediction reaches the lake exactly once."""
+    port = unused_port
+    proc = start_gyre(port, "serve", "--workers", "2")
+    url = f"http://127.0.0.1:{port}/v1/endpoints/fraud/predict"
+    records = frame.to_dict(orient="records")
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def client(worker: int) -> None:
+        # A new connection per request, so the kernel spreads requests over both processes.
+        for i in range(60):
+            r = httpx.post(url, json={"row": records[(worker * 60 + i) % len(records)]}, timeout=30)
+            assert r.status_code == 200, r.text
+            with lock:
+                answered.extend(r.json()["prediction_ids"])
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        deadline = time.monotonic() + 20
+        while len(_lake_ids(settings)) < len(answered):
+            assert time.monotonic() < deadline, "answered predictions did not reach the lake"
+            time.sleep(0.2)
+        time.sleep(2)  # both flushers have had their turn
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    logged = _lake_ids(settings)
+    assert len(answered) == 360 and sorted(logged) == sorted(answered)

@@ -11,6 +11,7 @@ lost and none is committed twice.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
@@ -55,6 +56,10 @@ class PushBuffer:
         )
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        # Server processes of one project (``gyre serve --workers N``) share the buffer file;
+        # an exclusive file lock makes one flush at a time read-and-commit a group, so no two
+        # processes commit the same records.
+        self._flush_file = open(path.with_name(path.name + ".flush.lock"), "a+b")  # noqa: SIM115 - held for the buffer's life
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,10 +111,14 @@ class PushBuffer:
         """Commit everything buffered now; returns the new versions per dataset."""
         out: dict[str, list[int]] = {}
         with self._flush_lock:
-            datasets = [d for (d,) in self._db.execute("SELECT DISTINCT dataset FROM records")]
-            for dataset in datasets:
-                while version := self._commit_group(dataset):
-                    out.setdefault(dataset, []).append(version[0])
+            fcntl.flock(self._flush_file, fcntl.LOCK_EX)
+            try:
+                datasets = [d for (d,) in self._db.execute("SELECT DISTINCT dataset FROM records")]
+                for dataset in datasets:
+                    while version := self._commit_group(dataset):
+                        out.setdefault(dataset, []).append(version[0])
+            finally:
+                fcntl.flock(self._flush_file, fcntl.LOCK_UN)
         return out
 
     def start(self) -> None:
@@ -126,6 +135,7 @@ class PushBuffer:
             self._thread.join()
         self.flush()
         self._db.close()
+        self._flush_file.close()
 
     def pending(self, dataset: str | None = None) -> int:
         if dataset is None:
