@@ -639,6 +639,21 @@ class Lake:
         commit: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
         return {**commit, "version": version}, actions
 
+    def add_columns(self, name: str, fields: list[pa.Field]) -> int:
+        """Add nullable ``fields`` to the table's schema (older rows read them as null); one
+        commit, the new version. For datasets whose writer gained columns, e.g. the
+        prediction log; a column that exists already is an error."""
+        from deltalake import Schema as DeltaSchema
+
+        table = self._open(name)
+        present = set(self._arrow_schema(table).names)
+        clash = [f.name for f in fields if f.name in present]
+        if clash:
+            raise InvalidArgument(f"Dataset {name!r} already has column(s) {', '.join(clash)}.")
+        delta = DeltaSchema.from_arrow(pa.schema([f.with_nullable(True) for f in fields])).fields
+        self._call(name, lambda: table.alter.add_columns(list(delta)))
+        return int(self._open(name).version())
+
     def schema(self, name: str, version: int | None = None) -> pa.Schema:
         """The Arrow schema of ``name`` (at ``version``, or the latest)."""
         return self._arrow_schema(self._open(name, version))

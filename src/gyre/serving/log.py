@@ -23,7 +23,11 @@ import os
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from gyre.data import catalog
+from gyre.data.lake import Lake
+from gyre.data.records import arrow_type
 from gyre.data.validation import ColumnType
 from gyre.errors import NotFound
 from gyre.meta import MetaStore
@@ -47,13 +51,22 @@ SCHEMA: dict[str, str] = {
 }
 
 
-def declare_dataset(meta: MetaStore) -> None:
-    """Declare the ``predictions`` dataset in the catalog unless it exists already."""
+def declare_dataset(meta: MetaStore, lake: Lake | None = None) -> None:
+    """Declare the ``predictions`` dataset in the catalog unless it exists already; a log
+    written by an older Gyre gains the columns added since (null in its older rows)."""
     try:
-        catalog.get_dataset(meta, DATASET)
-        return
+        info = catalog.get_dataset(meta, DATASET)
     except NotFound:
-        pass
+        info = None
+    if info is not None:
+        declared = {e.get("column") for e in info.expectations or [] if e.get("kind") == "column_type"}
+        if set(SCHEMA) <= declared:
+            return
+        if lake is not None and lake.exists(DATASET):
+            present = set(lake.schema(DATASET).names)
+            missing = [pa.field(c, arrow_type(t)) for c, t in SCHEMA.items() if c not in present]
+            if missing:
+                lake.add_columns(DATASET, missing)
     catalog.ensure_dataset(
         meta,
         DATASET,

@@ -103,6 +103,7 @@ class Serving:
         self._loaded: dict[_Key, CompiledEndpoint] = {}
         self._load_errors: dict[_Key, tuple[float, str]] = {}
         self._retired: list[tuple[float, CompiledEndpoint]] = []
+        self._declared = False  # the prediction log's dataset, once per server
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,8 +129,9 @@ class Serving:
         with self._lock:
             try:
                 registered = list_registered(self.meta, "endpoint")
-                if registered and self.push is not None:  # a server without endpoints logs nothing
-                    declare_dataset(self.meta)
+                if registered and self.push is not None and not self._declared:
+                    declare_dataset(self.meta, self.push.lake)  # a server without endpoints logs nothing
+                    self._declared = True
                 splits = self.traffic() if self.traffic is not None else {}
             except Exception as exc:
                 why = exc.message if isinstance(exc, GyreError) else f"{type(exc).__name__}: {exc}"
