@@ -2,7 +2,7 @@
 
 Both sides are read from the prediction log over the step's window (the candidate's shadow
 predictions for a shadow deployment). When the baseline answered too little in the window (the
-candidate took all the traffic: a blue-green switch or a canary's last step), it is compared
+candidate takes all the traffic: a blue-green switch or a canary's last step), it is compared
 with its own traffic before the step (the deployment's earlier steps and one interval before it
 started). The checks:
 
@@ -12,7 +12,7 @@ started). The checks:
 * p99 latency: at most ``max_latency_ratio`` times the baseline's, plus 1 ms (not judged for
   a shadow, whose latency includes the served prediction's);
 * prediction distribution: the population stability index of the candidate's predictions
-  against the baseline's, at most ``max_prediction_psi``;
+  against the baseline's, at most ``max_prediction_psi`` (judged from 100 predictions a side);
 * live quality, where labels have arrived for ``min_labels`` predictions of each side with both
   classes: the candidate's AUC may be ``max_auc_drop`` below the baseline's; with fewer labels
   the check is reported as waiting for labels and does not hold the step.
@@ -35,6 +35,7 @@ from gyre.monitoring.stats import bin_counts, psi, quantile_edges
 PASS, FAIL, WAIT = "pass", "fail", "wait"
 LATENCY_SLACK_MS = 1.0
 PSI_BINS = 10
+PSI_MIN_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def analyze(meta: MetaStore, lake: Lake, d: DeploymentInfo, now: datetime) -> An
     ).get(d.candidate_version)
     base = served.get(d.baseline_version)
     base_start, base_end = start, now
-    if base is None or base.requests < limits["min_requests"]:
+    if d.weight >= 100 or base is None or base.requests < limits["min_requests"]:
         # The candidate had all the traffic: the baseline's own traffic before this step (its
         # earlier steps, and an interval before the deployment started).
         span = max(now - start, timedelta(seconds=d.interval_s))
@@ -155,8 +156,17 @@ def _distribution(
     base: predictions.VersionStats, cand: predictions.VersionStats, limit: float | None
 ) -> Check:
     b, c = base.predictions, cand.predictions
-    if b.dtype.kind != "f" or c.dtype.kind != "f" or not len(b) or not len(c):
+    if b.dtype.kind != "f" or c.dtype.kind != "f":
         return Check("prediction_psi", None, None, limit, None, "predictions are not numbers")
+    if min(len(b), len(c)) < PSI_MIN_ROWS:  # PSI over a few dozen values is mostly noise
+        return Check(
+            "prediction_psi",
+            None,
+            None,
+            limit,
+            None,
+            f"prediction PSI not judged: {len(b)} and {len(c)} predictions, {PSI_MIN_ROWS} needed per side",
+        )
     edges = quantile_edges(b, PSI_BINS)
     pb, pc_ = bin_counts(edges, b), bin_counts(edges, c)
     value = float(psi(pb / pb.sum(), pc_ / pc_.sum()))

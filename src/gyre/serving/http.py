@@ -99,14 +99,14 @@ class ServingRoutes:
             if not parts or parts == [""]:
                 _method(method, "GET", scope)
                 listing = {
-                    "endpoints": [e.describe() for e in self.serving.endpoints.values()],
+                    "endpoints": [_describe(r) for r in self.serving.routes.values()],
                     "not_serving": dict(self.serving.failed),
                 }
                 await _send(send, 200, orjson.dumps(listing))
                 return
             if len(parts) == 1 or parts[1:] == [""]:
                 _method(method, "GET", scope)
-                await _send(send, 200, orjson.dumps(self._endpoint(parts[0]).describe()))
+                await _send(send, 200, orjson.dumps(_describe(self._route(parts[0]))))
                 return
             raise NotFound(_no_route(scope))
         except GyreError as err:
@@ -266,6 +266,22 @@ class ServingRoutes:
             f"Endpoint '{name}' serves version(s) {shown} of model {endpoint.model_name}, "
             f"not version {version}."
         )
+
+
+def _describe(route: Route) -> dict[str, Any]:
+    """An endpoint as ``GET /v1/endpoints/{name}`` shows it, with its deployment's split."""
+    described = route.primary.describe()
+    split = route.split
+    if split is not None:
+        described["deployment"] = {
+            "id": split.deployment,
+            "baseline_version": split.baseline,
+            "candidate_version": split.candidate,
+            "candidate_share": split.weight,
+            "shadow": split.shadow,
+            "candidate_loaded": route.candidate is not None or route.shadow is not None,
+        }
+    return described
 
 
 # -- protocols: body -> prepared rows, and how to shape the answer --------------------------------

@@ -109,6 +109,11 @@ def test_canary_splits_traffic_then_promotes(
         2,
     )
     app.serving.sync()
+    described = app.get("/v1/endpoints/e").json()
+    assert described["deployment"] == {
+        "id": d.id, "baseline_version": 1, "candidate_version": 2, "candidate_share": 30.0,
+        "shadow": False, "candidate_loaded": True,
+    }  # fmt: skip
     answers = _send(app, data, 300)
     by_version = Counter(a["model_version"] for a in answers)
     # No entity keys here, so each request is assigned at random: 30% of 300 is 90 ± ~24 (3 sd).

@@ -155,19 +155,15 @@ def test_a_canary_keeps_each_entity_on_one_side(
     example = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]], columns=MODEL_COLUMNS)
     v2 = register(featured, WeightedSum(), "risk", example, alias="challenger")
     meta = featured.backend.meta  # type: ignore[attr-defined]
-    rollout.start(
-        meta, featured.backend.store, "scored", "risk@challenger", cache_dir=settings.root / "c", steps=[40, 100]  # type: ignore[attr-defined]
-    )
+    store = featured.backend.store  # type: ignore[attr-defined]
+    rollout.start(meta, store, "scored", "risk@challenger", cache_dir=settings.root / "c", steps=[40, 100])
     app = start_app()
     app.serving.sync()
     users = list(range(1, 61))
     seen: dict[int, set[int]] = {u: set() for u in users}
+    bodies = [{"row": {"user_id": u, "amount": 5.0}} for u in users]
     for _ in range(3):
-        for r, u in zip(
-            app.post_many("/v1/endpoints/scored/predict", [{"row": {"user_id": u, "amount": 5.0}} for u in users]),
-            users,
-            strict=True,
-        ):
+        for r, u in zip(app.post_many("/v1/endpoints/scored/predict", bodies), users, strict=True):
             assert r.status_code == 200, r.text
             seen[u].add(r.json()["model_version"])
     assert all(len(versions) == 1 for versions in seen.values())
