@@ -31,6 +31,15 @@ def serve(
         ),
     ] = False,
     workers: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes.")] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            metavar="",
+            help="Log a line per request (off: every prediction is in the prediction log, and "
+            "/metrics counts requests).",
+        ),
+    ] = False,
 ) -> None:
     """Serve predictions from every applied gyre.Endpoint, and the Gyre API (experiments, runs, models).
 
@@ -57,4 +66,5 @@ def serve(
         token=token or settings.get("server", "token") or None,
         allow_no_auth=no_auth,
         workers=workers,
+        access_log=access_log,
     )
