@@ -34,15 +34,17 @@ def test_serve_defaults_come_from_settings(cli: Invoke, project: Path, calls: li
             "token": "t0k",
             "allow_no_auth": False,
             "workers": 1,
+            "access_log": False,
         }
     ]
 
 
 def test_serve_flags_win(cli: Invoke, project: Path, calls: list[dict[str, Any]]) -> None:
-    result = cli("serve", "--host", "0.0.0.0", "--port", "9000", "--no-auth", "--workers", "3")
+    result = cli("serve", "--host", "0.0.0.0", "--port", "9000", "--no-auth", "--workers", "3", "--access-log")
     assert result.exit_code == 0, result.output
     assert calls[0] | {"root": None} == {
         "root": None, "host": "0.0.0.0", "port": 9000, "token": None, "allow_no_auth": True, "workers": 3,
+        "access_log": True,
     }  # fmt: skip
 
 
