@@ -208,7 +208,12 @@ def list_deployments(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
     json_output: JsonFlag = False,
 ) -> None:
-    """List deployments, newest first."""
+    """List deployments, newest first.
+
+    [bold]Examples:[/bold]
+      gyre deployments list
+      gyre deployments list --endpoint fraud --state running --json
+    """
     from gyre.cli.output import console, fmt_time, print_json, status_text, table
     from gyre.deploy.records import list_deployments as listed
 
@@ -238,7 +243,12 @@ def show(
     ref: Annotated[str, typer.Argument(help="A deployment id, or an endpoint (its newest deployment).")],
     json_output: JsonFlag = False,
 ) -> None:
-    """Show one deployment: its steps and each step's analysis."""
+    """Show one deployment: its steps and each step's analysis.
+
+    [bold]Examples:[/bold]
+      gyre deployments show fraud
+      gyre deployments show 01J9ZQ4W6M2Y8T5R3N0K7H1D4C --json
+    """
     from gyre.cli.output import console, fmt_timestamp, kv_table, print_json, table
     from gyre.deploy.records import get_deployment
 
