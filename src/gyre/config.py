@@ -3,6 +3,11 @@
 Precedence is explicit: an argument to :func:`load_settings` beats a ``GYRE_<SECTION>_<KEY>``
 environment variable, which beats ``gyre.toml``, which beats the default. Nothing is
 read at import time. Every value remembers where it came from, for ``gyre config show``.
+
+Besides settings, ``gyre.toml`` may declare alert rules as ``[[alerts]]`` tables. They are
+definitions, not settings (no defaults, no environment overrides): :class:`Settings` keeps
+them as written, and :func:`gyre.monitoring.alerts.rules_from_toml` reads them when the
+project's definitions load.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[str, ...] | None]]] = {
 }
 
 SECRET_KEYS = {("server", "token")}
+# Arrays of tables gyre.toml may hold besides the [sections] above.
+TABLE_ARRAYS = ("alerts",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class Settings:
     root: Path
     config_file: Path | None
     values: dict[tuple[str, str], Value] = field(default_factory=dict)
+    alerts: tuple[dict[str, Any], ...] = ()
+    """The ``[[alerts]]`` tables of ``gyre.toml``, as written (checked when definitions load)."""
 
     def get(self, section: str, key: str) -> Any:
         return self.values[(section, key)].value
@@ -155,8 +164,10 @@ def load_settings(
     values: dict[tuple[str, str], Value] = {
         (s, k): Value(default, "default") for s, keys in SCHEMA.items() for k, (default, _) in keys.items()
     }
+    alerts: tuple[dict[str, Any], ...] = ()
     if config_file:
-        for (s, k), v in _read_toml(config_file).items():
+        read, alerts = _read_toml(config_file)
+        for (s, k), v in read.items():
             values[(s, k)] = Value(_coerce(s, k, v, str(config_file)), str(config_file))
     for section, keys in SCHEMA.items():
         for key in keys:
@@ -171,16 +182,25 @@ def load_settings(
     _check_unknown_env(env)
     for (section, key), v in values.items():
         _check_url(section, key, v)
-    return Settings(root=root, config_file=config_file, values=values)
+    return Settings(root=root, config_file=config_file, values=values, alerts=alerts)
 
 
-def _read_toml(path: Path) -> dict[tuple[str, str], Any]:
+def _read_toml(path: Path) -> tuple[dict[tuple[str, str], Any], tuple[dict[str, Any], ...]]:
+    """The settings of ``path`` by (section, key), and its ``[[alerts]]`` tables."""
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the line it names.") from exc
     out: dict[tuple[str, str], Any] = {}
+    alerts = data.pop("alerts", [])
+    if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):
+        raise ConfigError(
+            f"{path}: 'alerts' must be an array of tables: write each alert rule under its own "
+            "[[alerts]] header."
+        )
     for section, keys in data.items():
+        if section not in SCHEMA:
+            _check_key(section, "", str(path))  # raises: unknown section, with the nearest one
         if not isinstance(keys, dict):
             raise ConfigError(
                 f"{path}: '{section}' must be a [section]; valid sections: {', '.join(SCHEMA)}."
@@ -188,14 +208,15 @@ def _read_toml(path: Path) -> dict[tuple[str, str], Any]:
         for key, value in keys.items():
             _check_key(section, key, str(path))
             out[(section, key)] = value
-    return out
+    return out, tuple(alerts)
 
 
 def _check_key(section: str, key: str, where: str) -> None:
     if section not in SCHEMA:
+        arrays = ", ".join(f"[[{a}]]" for a in TABLE_ARRAYS)
         raise ConfigError(
-            f"{where}: unknown section [{section}]; valid sections: {', '.join(SCHEMA)}."
-            + did_you_mean(section, SCHEMA)
+            f"{where}: unknown section [{section}]; valid sections: {', '.join(SCHEMA)}, {arrays}."
+            + did_you_mean(section, [*SCHEMA, *TABLE_ARRAYS])
         )
     if key not in SCHEMA[section]:
         raise ConfigError(

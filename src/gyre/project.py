@@ -15,10 +15,11 @@ from gyre.config import Settings
 from gyre.data import catalog
 from gyre.data.definition import Dataset
 from gyre.definitions import Definitions, load_definitions, spec_hash
-from gyre.errors import InvalidArgument, NotFound, did_you_mean
+from gyre.errors import ConfigError, InvalidArgument, NotFound, did_you_mean
 from gyre.features.definitions import FeatureView, OnDemandFeature, parse_ref
 from gyre.meta import MetaStore
 from gyre.meta.registry import Change, apply_changes, list_registered
+from gyre.monitoring.alerts import AlertRule, rules_from_toml
 
 # Apply in this order so references resolve; delete in the reverse order.
 KINDS = (
@@ -54,11 +55,31 @@ class Plan:
 
 
 def project_definitions(settings: Settings) -> Definitions:
-    """Load the modules listed under ``[project] definitions``."""
+    """Load the modules listed under ``[project] definitions``, and the alert rules declared in
+    ``gyre.toml`` (``[[alerts]]``), which are registered like those of the modules.
+
+    Raises:
+        ConfigError: an ``[[alerts]]`` rule is malformed, or is also declared in a module.
+    """
     modules = settings.get("project", "definitions")
     if isinstance(modules, str):
         modules = [modules]
-    return load_definitions(settings.root, modules)
+    found = Definitions()
+    rule_module: dict[str, str] = {}
+    for module in modules:  # one at a time, to say where a rule declared twice is
+        for d in load_definitions(settings.root, [module]):
+            found.add(d)
+            if d.kind == AlertRule.kind:
+                rule_module.setdefault(d.name, module)
+    source = str(settings.config_file or "gyre.toml")
+    for rule in rules_from_toml(settings.alerts, source):
+        if rule.name in rule_module:
+            raise ConfigError(
+                f"Alert rule '{rule.name}' is declared twice: under [[alerts]] in {source} and in "
+                f"definitions module {rule_module[rule.name]}; keep one of them."
+            )
+        found.add(rule)
+    return found
 
 
 def plan(meta: MetaStore, definitions: Definitions) -> Plan:

@@ -13,6 +13,18 @@ Declared in the project's definitions and registered by ``gyre apply`` (kind ``a
     auc_alert = gyre.AlertRule("fraud_auc", endpoint="fraud", condition=QualityBelow("auc", 0.85),
                                actions=[Rollback()])
 
+Or in ``gyre.toml``, one ``[[alerts]]`` table per rule, its keys AlertRule's arguments
+(:func:`rules_from_toml`); a condition or an action is a table whose one *kind* key holds
+the first argument, the other keys the keyword arguments (``true`` for no first argument)::
+
+    [[alerts]]
+    name = "fraud_drift"
+    endpoint = "fraud"
+    condition = { drifted_features = 3, window = "1h" }   # DriftedFeatures(3, window="1h")
+    actions = ["log", { webhook = "https://hooks.example.com/gyre", retries = 5 },
+               { run_pipeline = "train_fraud" }]
+    cooldown = "6h"
+
 A condition looks at one subject at a time (an endpoint, a feature view) and answers
 *holds*, *does not hold*, or *cannot tell* (too little data): the last never fires and never
 resolves an alert. :mod:`gyre.monitoring.engine` evaluates the rules, keeps each alert's
@@ -21,13 +33,14 @@ state, and runs the actions.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gyre.definitions import Definition, check_name, parse_duration
-from gyre.errors import InvalidArgument, did_you_mean
+from gyre.errors import ConfigError, GyreError, InvalidArgument, did_you_mean
 
 if TYPE_CHECKING:
     from gyre.monitoring import predictions
@@ -506,3 +519,119 @@ class AlertRule(Definition):
             cooldown=spec.get("cooldown_s", 3600),
             description=spec.get("description", ""),
         )
+
+
+# -- gyre.toml -------------------------------------------------------------------------------
+
+RULE_KEYS = ("name", "condition", "endpoint", "actions", "cooldown", "description")
+
+
+def rules_from_toml(tables: Sequence[Mapping[str, Any]], source: str) -> list[AlertRule]:
+    """The alert rules of ``gyre.toml``'s ``[[alerts]]`` tables (see the module docstring).
+
+    Args:
+        tables: the tables, as :attr:`gyre.config.Settings.alerts` holds them.
+        source: the file they came from, named in every error.
+
+    Raises:
+        ConfigError: a rule is malformed; the message names the file, the rule and the key.
+    """
+    rules: list[AlertRule] = []
+    for i, table in enumerate(tables, start=1):
+        name = table.get("name")
+        if name is None:
+            raise ConfigError(
+                f'{source}: [[alerts]] table {i} has no name; give it one: name = "fraud_drift".'
+            )
+        try:
+            check_name("Alert rule", name)
+        except InvalidArgument as exc:
+            raise ConfigError(f"{source}: [[alerts]] table {i}: name: {exc.message}") from None
+        rule = f"{source}: alert rule '{name}'"
+        if any(r.name == name for r in rules):
+            raise ConfigError(f"{rule} is declared twice under [[alerts]]; rename or remove one.")
+        for key in table:
+            if key not in RULE_KEYS:
+                raise ConfigError(
+                    f"{rule}: unknown key '{key}'; valid keys: {', '.join(RULE_KEYS)}."
+                    + did_you_mean(key, RULE_KEYS)
+                )
+        if "condition" not in table:
+            raise ConfigError(
+                f'{rule}: no condition; write e.g. condition = {{ drifted_features = 3, window = "1h" }}.'
+            )
+        condition = _toml_call(Condition.registry, table["condition"], f"{rule}: condition")
+        actions = table.get("actions", ["log"])
+        if isinstance(actions, str):
+            actions = [actions]
+        if not isinstance(actions, list):
+            raise ConfigError(f'{rule}: actions must be a list, e.g. ["log", {{ run_pipeline = "train" }}].')
+        parsed = [_toml_action(a, f"{rule}: actions[{j}]") for j, a in enumerate(actions)]
+        kwargs = {k: table[k] for k in ("endpoint", "cooldown", "description") if k in table}
+        for key, value in kwargs.items():
+            _toml_check(rule, key, value)
+        rules.append(AlertRule(name, condition=condition, actions=parsed, **kwargs))
+    return rules
+
+
+def _toml_action(value: Any, where: str) -> Action:
+    if isinstance(value, Mapping):
+        action: Action = _toml_call(Action.registry, value, where)
+        return action
+    try:
+        return Action.parse(value)
+    except InvalidArgument as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
+def _toml_check(rule: str, key: str, value: Any) -> None:
+    """Check one plain key of a rule, so its error names the key."""
+    try:
+        if key == "endpoint":
+            check_name("Endpoint", value)
+        elif key == "cooldown":
+            parse_duration(value, "cooldown")
+        elif not isinstance(value, str):
+            raise InvalidArgument(f"{key} must be a string, got {value!r}.")
+    except InvalidArgument as exc:
+        raise ConfigError(f"{rule}: {key}: {exc.message}") from None
+
+
+def _toml_call(registry: Mapping[str, type], value: Any, where: str) -> Any:
+    """Build a condition or an action from its table: the one kind key holds the first
+    argument (``true`` for none), the other keys are keyword arguments."""
+    kinds = sorted(registry)
+    example = f"{{ {kinds[0]} = ... }}"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table naming its kind, e.g. {example}; got {value!r}.")
+    named = [k for k in value if k in registry]
+    if len(named) != 1:
+        unknown = [k for k in value if k not in registry]
+        hint = did_you_mean(unknown[0], kinds) if unknown and not named else ""
+        raise ConfigError(
+            f"{where} must name exactly one kind ({', '.join(kinds)}) as a key holding its first "
+            f"argument; got {', '.join(value) or 'no key'}.{hint}"
+        )
+    kind = named[0]
+    cls = registry[kind]
+    params = list(inspect.signature(cls).parameters.values())
+    first = params[0].name if params and params[0].kind is params[0].POSITIONAL_OR_KEYWORD else None
+    args = [] if value[kind] is True else [value[kind]]
+    if args and first is None:
+        raise ConfigError(f"{where}: {kind} takes no argument; write {kind} = true.")
+    allowed = [p.name for p in params if p.name != first or not args]
+    kwargs = {k: v for k, v in value.items() if k != kind}
+    for key in kwargs:
+        if key not in allowed:
+            valid = ", ".join(allowed) or "none"
+            raise ConfigError(
+                f"{where}: unknown key '{key}' for {kind}; valid keys: {valid}." + did_you_mean(key, allowed)
+            )
+    try:
+        return cls(*args, **kwargs)
+    except (GyreError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {kind}: {_text(exc)}") from None
+
+
+def _text(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, GyreError) else f"{type(exc).__name__}: {exc}"

@@ -11,7 +11,12 @@ and writes nothing:
   written in groups, a second or so behind): :class:`NotLoggedYet` (409), retry shortly;
 * a second label without ``correction``: :class:`~gyre.errors.AlreadyExists` (409);
 * a label of the wrong type for the prediction (a string for a probability, 0.3 for a binary
-  classifier): :class:`~gyre.errors.InvalidArgument` (400).
+  classifier), or for a request that failed (it has no output to judge):
+  :class:`~gyre.errors.InvalidArgument` (400).
+
+Labels are given for served predictions. A shadow deployment's prediction takes the label of
+the served prediction it copies (:func:`labels_of`); its id was never answered, so it cannot be
+labelled itself.
 
 :func:`ingest_feedback` takes many labels (a label file) and checks them all before writing
 anything: one bad row rejects the file unless ``skip_invalid``. Labels already recorded with
@@ -196,6 +201,19 @@ def list_feedback(
         return [_result(r, "recorded") for r in s.scalars(q.order_by(FeedbackRecord.predicted_at))]
 
 
+def labels_of(meta: MetaStore, prediction_ids: Sequence[str]) -> dict[str, Any]:
+    """The current label of each of these served predictions that has one, by id."""
+    ids = list(dict.fromkeys(prediction_ids))
+    out: dict[str, Any] = {}
+    with meta.read() as s:
+        for chunk in range(0, len(ids), 500):
+            query = select(FeedbackRecord.prediction_id, FeedbackRecord.label).where(
+                FeedbackRecord.prediction_id.in_(ids[chunk : chunk + 500])
+            )
+            out.update((pid, label) for pid, label in s.execute(query))
+    return out
+
+
 def labelled_predictions(
     meta: MetaStore, lake: Lake, endpoint: str, start: datetime | None = None, end: datetime | None = None
 ) -> pa.Table:
@@ -261,6 +279,12 @@ def _process(
                     problems.append(_missing(row, pid, now))
                     continue
                 endpoint = hit["endpoint"]
+                if hit["error"] is not None:
+                    message = (
+                        f"Prediction {pid} failed ({hit['error']}); a failed request has no output to label."
+                    )
+                    problems.append(RowProblem(row, pid, "invalid", message))
+                    continue
                 message = _check_type(fb.label, hit["prediction"], tasks.get(endpoint))
                 if message:
                     problems.append(RowProblem(row, pid, "invalid", f"Prediction {pid}: {message}"))
@@ -405,7 +429,7 @@ def _find_logged(lake: Lake, ids: list[str]) -> dict[str, dict[str, Any]]:
     found = predictions.find(lake, ids, around=around)
     out: dict[str, dict[str, Any]] = {}
     for row in found.select(
-        ["prediction_id", "ts", "endpoint", "model", "model_version", "prediction"]
+        ["prediction_id", "ts", "endpoint", "model", "model_version", "prediction", "error"]
     ).to_pylist():
         ts = row["ts"]
         row["ts"] = ts if ts is None or ts.tzinfo else ts.replace(tzinfo=UTC)

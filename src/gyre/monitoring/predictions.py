@@ -12,6 +12,18 @@ by: ``view__feature`` becomes ``feature``), decoded with Arrow's JSON reader; ``
 is the output as a number (a binary classifier's P(class 1)) or a string (a class label).
 The log's layout is :mod:`gyre.serving.log`'s; if serving renames a column, :data:`LOG` is the
 one place to follow it.
+
+Two kinds of rows are not served predictions, and the log tells them apart by two nullable
+columns (absent from logs written before serving added them: every row is then a served
+success):
+
+* a failed request has ``error`` set and no output. It counts in the error rate
+  (:func:`service_stats`: failed / all served requests) and nowhere else;
+* a shadow deployment's prediction has ``shadow_of`` set to the served prediction it copies. It
+  was never answered, so it is left out of everything about served traffic; :func:`version_stats`
+  and :func:`shadow_window` read it, and its labels are those of the prediction it copies.
+
+Drift, quality counts, latency and the feedback join read served successful predictions only.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from gyre.data.lake import Lake
-from gyre.errors import NotFound
+from gyre.errors import InvalidArgument, NotFound
 
 DATASET = "predictions"
 
@@ -49,13 +61,15 @@ class LogColumns:
     output: str = "output"  # JSON value: what the model answered
     number: str = "prediction"  # the output when it is one number, else null
     latency_ms: str = "latency_ms"
-    # Null when the prediction succeeded. Serving logs successes only today, so the column is
-    # optional: without it every logged request counts as a success.
-    error: str = "error"
+    # Both optional (older logs lack them): without ``error`` every row succeeded, without
+    # ``shadow_of`` every row was served.
+    error: str = "error"  # null on success, else why the prediction failed (output then null)
+    shadow_of: str = "shadow_of"  # a shadow prediction: the prediction_id of the served one it copies
 
 
 LOG = LogColumns()
 BASE = ("prediction_id", "ts", "endpoint", "model", "model_version")
+SERVED, SHADOW = "served", "shadow"
 
 
 def exists(lake: Lake) -> bool:
@@ -74,21 +88,46 @@ def _filter(
         parts.append(pc.field(LOG.ts) < pa.scalar(_utc(end), pa.timestamp("us", "UTC")))
     if model_version is not None:
         parts.append(pc.field(LOG.model_version) == model_version)
+    return _all(parts)
+
+
+def _read(
+    lake: Lake,
+    columns: Sequence[str],
+    flt: pc.Expression | None,
+    *,
+    traffic: str | None = SERVED,
+    ok: bool = False,
+) -> pa.Table:
+    """The log's rows matching ``flt``, with those of ``columns`` the log has.
+
+    Args:
+        traffic: ``"served"`` (``shadow_of`` null), ``"shadow"`` (``shadow_of`` set) or None (both).
+        ok: successful predictions only (``error`` null).
+    """
+    if not lake.exists(DATASET):
+        return pa.table({c: pa.array([], pa.null()) for c in columns})
+    ds = lake.scan(DATASET)
+    names = ds.schema.names
+    present = [c for c in columns if c in names]
+    parts = [] if flt is None else [flt]
+    if traffic is not None and LOG.shadow_of in names:
+        shadow = pc.field(LOG.shadow_of).is_valid()
+        parts.append(shadow if traffic == SHADOW else ~shadow)
+    elif traffic == SHADOW:  # a log from before shadow deployments: no shadow rows
+        return ds.schema.empty_table().select(present)
+    if ok and LOG.error in names:
+        parts.append(pc.field(LOG.error).is_null())
+    return ds.to_table(columns=present, filter=_all(parts))
+
+
+def _all(parts: list[pc.Expression]) -> pc.Expression | None:
     if not parts:
         return None
     expr = parts[0]
     for p in parts[1:]:
         expr = expr & p
     return expr
-
-
-def _read(lake: Lake, columns: Sequence[str], flt: pc.Expression | None) -> pa.Table:
-    if not lake.exists(DATASET):
-        return pa.table({c: pa.array([], pa.null()) for c in columns})
-    ds = lake.scan(DATASET)
-    present = [c for c in columns if c in ds.schema.names]
-    table = ds.to_table(columns=present, filter=flt)
-    return table
 
 
 def read_window(
@@ -108,15 +147,13 @@ def read_window(
 
     Returns:
         ``prediction_id, ts, endpoint, model, model_version``, the features, and
-        ``prediction``. Failed requests (a non-null ``error``) are left out.
+        ``prediction``: served successful predictions only (no failed request, no shadow).
     """
     cols = [
         LOG.prediction_id, LOG.ts, LOG.endpoint, LOG.model, LOG.model_version,
-        LOG.features, LOG.inputs, LOG.output, LOG.number, LOG.error,
+        LOG.features, LOG.inputs, LOG.output, LOG.number,
     ]  # fmt: skip
-    raw = _read(lake, cols, _filter(endpoint, start, end, model_version))
-    if LOG.error in raw.column_names and raw.num_rows:
-        raw = raw.filter(pc.is_null(raw[LOG.error]))
+    raw = _read(lake, cols, _filter(endpoint, start, end, model_version), ok=True)
     return _shape(raw, list(features) if features is not None else None)
 
 
@@ -223,31 +260,60 @@ def _output_value(text: str | None) -> Any:
 def find(
     lake: Lake, prediction_ids: Sequence[str], *, around: tuple[datetime, datetime] | None = None
 ) -> pa.Table:
-    """The logged predictions with these ids (``prediction_id, ts, endpoint, model,
-    model_version, prediction``); ids not in the log are simply absent.
+    """The served predictions with these ids (``prediction_id, ts, endpoint, model,
+    model_version, prediction, error``), failed ones included (``error`` set, ``prediction``
+    null); ids not in the log, and shadow predictions, are simply absent.
 
     Args:
         around: a time range the predictions were made in (from the ids' ULID timestamps),
             so the read skips the log's files outside it.
     """
-    cols = [LOG.prediction_id, LOG.ts, LOG.endpoint, LOG.model, LOG.model_version, LOG.output, LOG.number]
+    cols = [
+        LOG.prediction_id, LOG.ts, LOG.endpoint, LOG.model, LOG.model_version,
+        LOG.output, LOG.number, LOG.error,
+    ]  # fmt: skip
     flt = pc.field(LOG.prediction_id).isin(pa.array(list(prediction_ids), pa.string()))
     if around is not None:
         flt = flt & (pc.field(LOG.ts) >= pa.scalar(_utc(around[0]), pa.timestamp("us", "UTC")))
         flt = flt & (pc.field(LOG.ts) <= pa.scalar(_utc(around[1]), pa.timestamp("us", "UTC")))
     raw = _read(lake, cols, flt)
-    return _shape(raw, [])
+    return _shape(raw, []).append_column("error", _errors(raw))
+
+
+def shadow_window(
+    lake: Lake,
+    endpoint: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    model_version: int | None = None,
+) -> pa.Table:
+    """The successful shadow predictions of ``endpoint`` with ``start <= ts < end``:
+    ``prediction_id, ts, endpoint, model, model_version, prediction, shadow_of`` (the served
+    prediction each copies; its label is theirs). Empty for logs without shadow traffic."""
+    cols = [
+        LOG.prediction_id, LOG.ts, LOG.endpoint, LOG.model, LOG.model_version,
+        LOG.output, LOG.number, LOG.shadow_of,
+    ]  # fmt: skip
+    raw = _read(lake, cols, _filter(endpoint, start, end, model_version), traffic=SHADOW, ok=True)
+    copies = raw[LOG.shadow_of] if LOG.shadow_of in raw.column_names else pa.nulls(raw.num_rows)
+    return _shape(raw, []).append_column("shadow_of", pc.cast(copies, pa.string()))
+
+
+def _errors(raw: pa.Table) -> pa.Array | pa.ChunkedArray:
+    if LOG.error in raw.column_names and raw[LOG.error].type != pa.null():
+        return pc.cast(raw[LOG.error], pa.string())
+    return pa.nulls(raw.num_rows, pa.string())
 
 
 def counts(
     lake: Lake, endpoint: str, start: datetime | None, end: datetime | None
 ) -> dict[tuple[str, int], int]:
-    """How many predictions each (model, version) of ``endpoint`` made in the window."""
-    raw = _read(lake, [LOG.model, LOG.model_version, LOG.error], _filter(endpoint, start, end, None))
-    if not raw.num_rows:
+    """How many served successful predictions each (model, version) of ``endpoint`` made in
+    the window."""
+    raw = _read(lake, [LOG.model, LOG.model_version], _filter(endpoint, start, end, None), ok=True)
+    if not raw.num_rows or LOG.model_version not in raw.column_names:
         return {}
-    if LOG.error in raw.column_names:
-        raw = raw.filter(pc.is_null(raw[LOG.error]))
     grouped = raw.group_by([LOG.model, LOG.model_version]).aggregate([([], "count_all")])
     return {
         (m, int(v)): int(c)
@@ -263,7 +329,7 @@ def counts(
 
 @dataclass(frozen=True)
 class ServiceStats:
-    """Requests, failures and latency of an endpoint over a window."""
+    """Requests, failures and latency of an endpoint's served traffic over a window."""
 
     requests: int
     errors: int
@@ -276,21 +342,104 @@ class ServiceStats:
 
 
 def service_stats(lake: Lake, endpoint: str, start: datetime | None, end: datetime | None) -> ServiceStats:
-    """Request count, error count and latency quantiles of ``endpoint`` in the window."""
+    """Served requests of ``endpoint`` in the window, how many failed, and the latency
+    quantiles of the successful ones (shadow predictions are not requests anyone sent)."""
     raw = _read(lake, [LOG.latency_ms, LOG.error], _filter(endpoint, start, end, None))
-    n = raw.num_rows
-    errors = int(pc.sum(pc.is_valid(raw[LOG.error])).as_py() or 0) if LOG.error in raw.column_names else 0
-    if LOG.latency_ms not in raw.column_names or not n or raw[LOG.latency_ms].type == pa.null():
-        return ServiceStats(n, errors, None, None)
-    lat = pc.cast(raw[LOG.latency_ms].drop_null(), pa.float64()).to_numpy(zero_copy_only=False)
+    failed = pc.is_valid(_errors(raw))
+    p50, p99 = _latency(raw, pc.invert(failed))
+    return ServiceStats(raw.num_rows, int(pc.sum(failed).as_py() or 0), p50, p99)
+
+
+def _latency(raw: pa.Table, keep: pa.Array | pa.ChunkedArray) -> tuple[float | None, float | None]:
+    """p50 and p99 latency of the rows of ``raw`` where ``keep`` holds."""
+    if LOG.latency_ms not in raw.column_names or raw[LOG.latency_ms].type == pa.null():
+        return None, None
+    lat = pc.cast(raw[LOG.latency_ms].filter(keep).drop_null(), pa.float64()).to_numpy(zero_copy_only=False)
     if not len(lat):
-        return ServiceStats(n, errors, None, None)
+        return None, None
     p50, p99 = np.quantile(lat, [0.5, 0.99])
-    return ServiceStats(n, errors, float(p50), float(p99))
+    return float(p50), float(p99)
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """One model version's requests over a window, served or shadow.
+
+    ``predictions`` holds the successful predictions' values, in log order: float64 for
+    numbers (a binary classifier's P(class 1)), an object array of strings for class labels.
+    Latency quantiles cover the successful predictions.
+    """
+
+    model: str
+    model_version: int
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    predictions: np.ndarray = field(repr=False)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+def version_stats(
+    lake: Lake,
+    endpoint: str,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    shadow: bool = False,
+    model: str | None = None,
+) -> dict[int, VersionStats]:
+    """Per model version of ``endpoint`` in ``[start, end)``: requests, failures, latency and
+    prediction values of its served traffic, or with ``shadow`` of its shadow traffic.
+
+    Args:
+        model: only this model's versions. Needed when two models behind the endpoint logged
+            the same version number in the window.
+
+    Raises:
+        InvalidArgument: two models share a version number in the window and ``model`` is None.
+    """
+    flt = _filter(endpoint, start, end, None)
+    if model is not None:
+        flt = _all([f for f in (flt, pc.field(LOG.model) == model) if f is not None])
+    cols = [LOG.model, LOG.model_version, LOG.latency_ms, LOG.error, LOG.output, LOG.number]
+    raw = _read(lake, cols, flt, traffic=SHADOW if shadow else SERVED)
+    if not raw.num_rows or LOG.model_version not in raw.column_names:
+        return {}
+    pairs = raw.select([LOG.model, LOG.model_version]).group_by([LOG.model, LOG.model_version]).aggregate([])
+    names: dict[int, str] = {}
+    found = zip(pairs[LOG.model].to_pylist(), pairs[LOG.model_version].to_pylist(), strict=True)
+    for m, v in sorted(((str(m), int(v)) for m, v in found if v is not None)):
+        if names.setdefault(v, m) != m:
+            raise InvalidArgument(
+                f"Models '{names[v]}' and '{m}' both logged version {v} on endpoint "
+                f"'{endpoint}' in this window; pass model= to choose one."
+            )
+    failed = pc.is_valid(_errors(raw))
+    out: dict[int, VersionStats] = {}
+    for version, name in sorted(names.items()):
+        mine = pc.equal(raw[LOG.model_version], version)
+        rows_ok = pc.and_(mine, pc.invert(failed))
+        p50, p99 = _latency(raw, rows_ok)
+        values = _prediction(raw.filter(rows_ok))
+        out[version] = VersionStats(
+            model=name,
+            model_version=version,
+            requests=int(pc.sum(mine).as_py() or 0),
+            errors=int(pc.sum(pc.and_(mine, failed)).as_py() or 0),
+            p50_ms=p50,
+            p99_ms=p99,
+            predictions=np.asarray(values.to_numpy(zero_copy_only=False)),
+        )
+    return out
 
 
 def endpoints(lake: Lake, since: datetime | None = None) -> list[str]:
-    """The endpoints with predictions logged since ``since`` (all, if None)."""
+    """The endpoints with served requests logged since ``since`` (all, if None), failed ones
+    included: an endpoint that only fails is still watched."""
     raw = _read(lake, [LOG.endpoint], _filter(None, since, None, None))
     if not raw.num_rows or LOG.endpoint not in raw.column_names:
         return []

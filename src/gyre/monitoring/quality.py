@@ -11,6 +11,8 @@ scikit-learn in the tests):
 
 :func:`live_quality` computes one :class:`QualityReport` per model version serving the
 endpoint in the window and stores it in ``quality_reports`` (the quality time series).
+:func:`shadow_quality` does the same for shadow deployments: a shadow prediction is scored
+against the label of the served prediction it copies.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gyre.meta import MetaStore
 from gyre.meta.monitoring_schema import QualityReportRecord
 from gyre.monitoring import predictions
 from gyre.monitoring.definitions import monitor_spec
-from gyre.monitoring.feedback import list_feedback
+from gyre.monitoring.feedback import labels_of, list_feedback
 
 _EPS = 1e-15
 
@@ -51,6 +53,7 @@ class QualityReport:
     metrics: dict[str, float | None] = field(default_factory=dict)
     computed_at: datetime | None = None
     id: str | None = None
+    shadow: bool = False  # a shadow deployment's predictions, never answered
 
     @property
     def coverage(self) -> float | None:
@@ -71,6 +74,7 @@ class QualityReport:
             "coverage": self.coverage,
             "task": self.task,
             "metrics": encode_floats(dict(self.metrics)),
+            "shadow": self.shadow,
         }
 
 
@@ -216,6 +220,66 @@ def live_quality(
                         metrics=_json_metrics(r.metrics),
                     )
                 )
+    return reports
+
+
+def shadow_quality(
+    meta: MetaStore,
+    lake: Lake,
+    endpoint: str,
+    *,
+    window: timedelta | None = None,
+    end: datetime | None = None,
+) -> list[QualityReport]:
+    """Quality of each shadow model version behind ``endpoint`` over ``[end - window, end)``:
+    its successful predictions scored against the labels received so far for the served
+    predictions they copy; newest version first. Coverage is labelled / shadow predictions.
+
+    Not stored: the quality time series is served traffic's.
+
+    Args:
+        window: default the endpoint's monitor's ``quality_window`` (one day).
+    """
+    spec = monitor_spec(meta, endpoint)
+    start, end = predictions.window_bounds(window or spec.quality_window, end)
+    if not predictions.exists(lake):
+        return []
+    rows = predictions.shadow_window(lake, endpoint, start, end)
+    copies = rows["shadow_of"].to_pylist()
+    labels = labels_of(meta, [c for c in copies if c is not None])
+    made: dict[tuple[str, int], int] = {}
+    pairs: dict[tuple[str, int], tuple[list[Any], list[Any]]] = {}
+    columns = (
+        rows["model"].to_pylist(),
+        rows["model_version"].to_pylist(),
+        copies,
+        rows["prediction"].to_pylist(),
+    )
+    for model, version, copy, output in zip(*columns, strict=True):
+        key = (model, int(version))
+        made[key] = made.get(key, 0) + 1
+        ys, ps = pairs.setdefault(key, ([], []))
+        if copy in labels:
+            ys.append(labels[copy])
+            ps.append(output)
+    reports = []
+    for (model, version), n in sorted(made.items(), key=lambda kv: -kv[0][1]):
+        ys, ps = pairs[(model, version)]
+        task = spec.task or (infer_task(ys, ps) if ys else "unknown")
+        reports.append(
+            QualityReport(
+                endpoint,
+                model,
+                version,
+                start,
+                end,
+                predictions=n,
+                labelled=len(ys),
+                task=task,
+                metrics=compute_metrics(task, ys, ps, spec.cutoff) if ys else {},
+                shadow=True,
+            )
+        )
     return reports
 
 

@@ -67,7 +67,9 @@ def log_rows(stores: Stores) -> LogRows:
     """``log_rows(cols, endpoint=..., version=..., start=..., spacing=...)``: append predictions
     (one per row of ``cols``) to the log as serving writes it (:mod:`gyre.serving.log`):
     ``country`` as a request input, the other columns as online features of view ``user``;
-    returns their ids. ``errors`` adds the optional ``error`` column."""
+    returns their ids. Without ``errors`` and ``shadow_of`` the rows have the log's older shape
+    (no ``error`` nor ``shadow_of`` column); with either, both columns are written. A failed
+    row (an ``errors`` value) has no output."""
 
     def write(
         cols: dict[str, Sequence[Any]],
@@ -79,10 +81,13 @@ def log_rows(stores: Stores) -> LogRows:
         spacing: timedelta = timedelta(milliseconds=10),
         outputs: Sequence[Any] | None = None,
         errors: Sequence[str | None] | None = None,
+        shadow_of: Sequence[str | None] | None = None,
         latency: Sequence[float] | None = None,
     ) -> list[str]:
         n = len(next(iter(cols.values())))
-        outs = list(outputs) if outputs is not None else list(score(cols))
+        outs: list[Any] = list(outputs) if outputs is not None else list(score(cols))
+        if errors is not None:
+            outs = [None if e is not None else o for o, e in zip(outs, errors, strict=True)]
         times = [start + i * spacing for i in range(n)]
         ids = [str(ULID.from_datetime(t)) for t in times]
         names = list(cols)
@@ -102,12 +107,16 @@ def log_rows(stores: Stores) -> LogRows:
             "entity": ['{"user_id": 1}'] * n,
             "features": feats,
             "inputs": inputs,
-            "output": [json.dumps(_plain(o)) for o in outs],
-            "prediction": pa.array([float(o) if isinstance(o, float | np.floating) else None for o in outs]),
+            "output": pa.array([None if o is None else json.dumps(_plain(o)) for o in outs], pa.string()),
+            "prediction": pa.array(
+                [float(o) if isinstance(o, float | np.floating) else None for o in outs], pa.float64()
+            ),
             "latency_ms": pa.array(list(latency) if latency is not None else [2.0] * n, pa.float64()),
         }
-        if errors is not None:
-            columns["error"] = pa.array(list(errors), pa.string())
+        if errors is not None or shadow_of is not None:
+            columns["error"] = pa.array(list(errors) if errors is not None else [None] * n, pa.string())
+            copies = list(shadow_of) if shadow_of is not None else [None] * n
+            columns["shadow_of"] = pa.array(copies, pa.string())
         table = pa.table(columns)
         stores.lake.append(DATASET, table)
         return ids

@@ -25,7 +25,7 @@ from gyre.monitoring.alerts import (
     RunPipeline,
     Webhook,
 )
-from gyre.monitoring.engine import AlertEngine, alert_history, list_alerts
+from gyre.monitoring.engine import AlertEngine, Context, alert_history, list_alerts
 from gyre.monitoring.feedback import ingest_feedback
 from gyre.monitoring.reference import record_reference
 
@@ -152,6 +152,34 @@ def test_quality_error_rate_and_latency_conditions(stores: Stores, log_rows: Any
     assert "auc 0" in fired["auc"].message and "270 labels" in fired["auc"].message
     assert "30 of 300 requests failed (10.0%)" in fired["errors"].message
     assert "p99 latency" in fired["latency"].message
+
+
+def test_error_rate_alert_fires_once_served_failures_cross_the_ceiling(
+    stores: Stores, log_rows: Any, engine: Any
+) -> None:
+    """Failed requests are logged with ``error``; a shadow version's failures are not requests
+    anyone sent, so they never count."""
+    rule = AlertRule("errors", endpoint="fraud", condition=ErrorRateAbove(0.05, window="5m"))
+    rng = np.random.default_rng(7)
+    first = NOW - timedelta(minutes=4)
+    ids = log_rows(training_frame(rng, 200), start=first, errors=[None] * 194 + ["model raised"] * 6)
+    log_rows(
+        training_frame(rng, 100), version=2, start=first, errors=["shadow broke"] * 100, shadow_of=ids[:100]
+    )
+    assert engine.evaluate([rule], now=NOW) == []
+    [outcome] = rule.condition.evaluate(Context(stores.meta, stores.lake, stores.blobs, now=NOW), ["fraud"])
+    assert (outcome.triggered, outcome.value) == (False, pytest.approx(0.03))  # 6 of 200 served
+
+    log_rows(
+        training_frame(rng, 100),
+        start=NOW + timedelta(seconds=10),
+        errors=[None] * 88 + ["feature store unavailable"] * 12,
+    )
+    [fired] = engine.evaluate([rule], now=NOW + timedelta(minutes=1))
+    assert (fired.rule, fired.status) == ("errors", "firing")
+    assert "18 of 300 requests failed (6.0%); alert above 5.0%" in fired.message
+    [event] = _events(stores, "alert.fired")
+    assert event.payload["details"]["errors"] == 18 and event.payload["details"]["requests"] == 300
 
 
 def test_stale_feature_view(stores: Stores, tmp_path: Path) -> None:
