@@ -159,7 +159,7 @@ class PushBuffer:
                 logging.getLogger(__name__).exception("flushing pushed records failed; will retry")
 
     def _commit_group(self, dataset: str) -> tuple[int] | None:
-        committed = self.lake.transaction_version(dataset, APP_ID) if self.lake.exists(dataset) else None
+        committed = self.lake.transaction_version(dataset, APP_ID)  # None before the first commit
         if committed is not None:  # committed before a crash, not yet removed from the buffer
             self._delete_upto(dataset, committed)
         rows = self._db.execute(

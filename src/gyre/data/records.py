@@ -168,7 +168,10 @@ def record_commit(
 
     The event-time range is taken from the dataset's declared event-time column, if any.
     """
-    info, _ = catalog.ensure_dataset(meta, dataset)
+    try:  # a read: the dataset is almost always declared already (ensuring it is a write)
+        info = catalog.get_dataset(meta, dataset)
+    except NotFound:
+        info, _ = catalog.ensure_dataset(meta, dataset)
     schema, schema_hash = catalog.describe_schema(table.schema)
     event_time = info.event_time
     low = high = None
