@@ -45,6 +45,7 @@ def create_app(
     max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     auth: bool | None = None,
+    flush_process: bool = False,
 ) -> FastAPI:
     """Build the API over the metadata and artifact stores named in ``settings``.
 
@@ -55,6 +56,8 @@ def create_app(
             route but the health probes; default: when a token is set.
         max_blob_size: the largest ``PUT /api/v1/blobs`` body, in bytes.
         max_body_size: the largest body of any other request, in bytes.
+        flush_process: commit pushed records and the prediction log from a process of its own
+            (``gyre serve`` does), so the request loop keeps the GIL; default: a thread.
     """
     from gyre.api.routes import blobs, datasets, experiments, feedback, metrics, models, runs
     from gyre.data.lake import Lake
@@ -79,7 +82,7 @@ def create_app(
         except Exception as exc:  # the server still starts; /readyz answers 503 and says why
             log.warning("The metadata store is not ready: %s", exc)
         # Commit what a previous process acknowledged but had not committed, then keep flushing.
-        await run_in_threadpool(push.start)
+        await run_in_threadpool(lambda: push.start(separate_process=flush_process))
         # Every registered endpoint's model loads before the first request is taken; then the
         # server follows new endpoints, alias moves and deployments on its own.
         await run_in_threadpool(serving.load)

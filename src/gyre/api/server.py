@@ -83,7 +83,12 @@ def run_server(
         check_bind(host, token, allow_no_auth, keys_exist=api_keys_exist(settings))
     if workers < 1:
         raise InvalidArgument(f"workers must be 1 or more, got {workers}.")
-    limits: dict[str, Any] = {"max_blob_size": max_blob_size, "max_body_size": max_body_size, "auth": auth}
+    limits: dict[str, Any] = {
+        "max_blob_size": max_blob_size,
+        "max_body_size": max_body_size,
+        "auth": auth,
+        "flush_process": True,
+    }
     if workers == 1:
         app: Any = create_app(settings, token=token, **limits)
         factory = False

@@ -12,7 +12,9 @@ lost and none is committed twice.
 from __future__ import annotations
 
 import fcntl
+import logging
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -44,6 +46,7 @@ class PushBuffer:
         self, path: Path, meta: MetaStore, lake: Lake, *, max_rows: int = 10_000, max_delay_s: float = 1.0
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.meta, self.lake = meta, lake
         self.max_rows, self.max_delay_s = max_rows, max_delay_s
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
@@ -64,6 +67,7 @@ class PushBuffer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._rules_cache: dict[str, tuple[float, DatasetRules]] = {}
         # Buffered records per dataset, kept in memory so a request never counts the table.
         self._pending: dict[str, int] = dict(
@@ -124,10 +128,15 @@ class PushBuffer:
                 fcntl.flock(self._flush_file, fcntl.LOCK_UN)
         return out
 
-    def start(self) -> None:
-        """Recover what a crash left behind, then flush in the background."""
+    def start(self, *, separate_process: bool = False) -> None:
+        """Recover what a crash left behind, then flush in the background: on a thread, or
+        with ``separate_process`` in a flusher process of its own (see :mod:`gyre.data.flusher`),
+        restarted if it dies, so the serving process's event loop keeps the GIL."""
         self.flush()
-        self._thread = threading.Thread(target=self._loop, name="gyre-push-flusher", daemon=True)
+        target = self._watch if separate_process else self._loop
+        if separate_process:
+            self._process = self._spawn()
+        self._thread = threading.Thread(target=target, name="gyre-push-flusher", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -136,7 +145,18 @@ class PushBuffer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        if self._process is not None:
+            self._process.terminate()  # it flushes once more, then exits
+            try:
+                self._process.wait(60)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(10)
         self.flush()
+        self.close_db()
+
+    def close_db(self) -> None:
+        """Close the buffer's files (without flushing)."""
         self._db.close()
         self._flush_file.close()
 
@@ -154,9 +174,23 @@ class PushBuffer:
             try:
                 self.flush()
             except Exception:  # the records stay buffered; the next round retries them
-                import logging
-
                 logging.getLogger(__name__).exception("flushing pushed records failed; will retry")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        from gyre.data.flusher import spawn
+
+        return spawn(
+            self.path, self.meta.url, self.lake.url, max_rows=self.max_rows, max_delay_s=self.max_delay_s
+        )
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.max_delay_s):
+            process = self._process
+            if process is not None and process.poll() is not None and not self._stop.is_set():
+                logging.getLogger(__name__).error(
+                    "The push flusher process exited (code %s); starting another", process.returncode
+                )
+                self._process = self._spawn()
 
     def _commit_group(self, dataset: str) -> tuple[int] | None:
         committed = self.lake.transaction_version(dataset, APP_ID)  # None before the first commit
@@ -189,9 +223,10 @@ class PushBuffer:
 
     def _rules(self, dataset: str) -> DatasetRules:
         """The dataset's schema and row checks, reloaded every few seconds (``gyre apply`` may
-        change them) and after the commit that creates the table."""
+        change them), and on every call while the dataset has no schema yet: the commit that
+        creates its table may happen in another process (the flusher)."""
         cached = self._rules_cache.get(dataset)
         now = time.monotonic()
-        if cached is None or now - cached[0] > RULES_TTL_S:
+        if cached is None or cached[1].schema is None or now - cached[0] > RULES_TTL_S:
             cached = self._rules_cache[dataset] = (now, DatasetRules.load(self.meta, self.lake, dataset))
         return cached[1]

@@ -40,7 +40,8 @@ def test_serve_defaults_come_from_settings(cli: Invoke, project: Path, calls: li
 
 
 def test_serve_flags_win(cli: Invoke, project: Path, calls: list[dict[str, Any]]) -> None:
-    result = cli("serve", "--host", "0.0.0.0", "--port", "9000", "--no-auth", "--workers", "3", "--access-log")
+    flags = ["--host", "0.0.0.0", "--port", "9000", "--no-auth", "--workers", "3", "--access-log"]
+    result = cli("serve", *flags)
     assert result.exit_code == 0, result.output
     assert calls[0] | {"root": None} == {
         "root": None, "host": "0.0.0.0", "port": 9000, "token": None, "allow_no_auth": True, "workers": 3,
