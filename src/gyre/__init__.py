@@ -18,6 +18,7 @@ _EXPORTS = {
     "AlertRule": "gyre.monitoring.alerts",
     "Dataset": "gyre.data.definition",
     "Endpoint": "gyre.serving.definition",
+    "Rollout": "gyre.serving.definition",
     "Entity": "gyre.features.definitions",
     "FeatureView": "gyre.features.definitions",
     "Field": "gyre.features.definitions",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "load_model": "gyre.client.fluent",
     "on_demand": "gyre.features.definitions",
     "pipeline": "gyre.pipelines.definition",
+    "score": "gyre.serving.batch",
     "set_alias": "gyre.client.fluent",
     "start_run": "gyre.client.fluent",
     "step": "gyre.pipelines.steps",
@@ -59,7 +61,9 @@ if TYPE_CHECKING:
     from gyre.pipelines import gates as gates
     from gyre.pipelines.definition import pipeline as pipeline
     from gyre.pipelines.steps import step as step
+    from gyre.serving.batch import score as score
     from gyre.serving.definition import Endpoint as Endpoint
+    from gyre.serving.definition import Rollout as Rollout
 
 
 __getattr__, __dir__ = lazy_exports("gyre", globals(), _EXPORTS)

@@ -106,6 +106,9 @@ def test_steps_run_as_ray_tasks_with_their_resources(ray_cluster: Any, client: C
 
 def test_independent_steps_overlap_on_two_cpus(ray_cluster: Any, client: Client) -> None:
     with open_executor("ray:local") as executor:
+        # A first run makes Ray start its second worker process, which on a busy machine can
+        # take longer than a nap; the second run shows whether the executor overlaps steps.
+        run_pipeline(client, naps, {}, executor=executor)
         run = run_pipeline(client, naps, {}, executor=executor)
     assert run.ok, run.error
     (a0, a1), (b0, b1) = run.result

@@ -20,10 +20,12 @@ app = typer.Typer(
 
 
 @contextlib.contextmanager
-def open_controller(poll_interval: float = 0.5) -> Iterator[Controller]:
+def open_controller(poll_interval: float = 0.5, finish_pipelines: bool = False) -> Iterator[Controller]:
     from gyre.config import load_settings
     from gyre.controller import Controller
     from gyre.controller.builtin import default_reactions, default_schedules
+    from gyre.controller.deployments import Deployer
+    from gyre.controller.pipelines import PipelineLauncher
     from gyre.data.lake import Lake
     from gyre.features.store import FeatureStore
     from gyre.meta import MetaStore
@@ -35,15 +37,20 @@ def open_controller(poll_interval: float = 0.5) -> Iterator[Controller]:
     meta = MetaStore(settings.metadata_url, actor="controller")
     lake = Lake(settings.store_url)
     features = FeatureStore(meta, lake, settings.online_url, lambda: project_definitions(settings))
-    engine = AlertEngine(meta, lake, ArtifactStore(settings.store_url), features=features)
+    store = ArtifactStore(settings.store_url)
+    engine = AlertEngine(meta, lake, store, features=features)
+    launcher = PipelineLauncher.from_settings(settings)
+    deployer = Deployer(meta, store, lake, settings.root / ".gyre" / "cache" / "models")
     try:
         yield Controller(
             meta,
-            default_reactions(features, engine),
+            default_reactions(features, engine, launcher, deployer),
             schedules=default_schedules(),
             poll_interval=poll_interval,
         )
     finally:
+        # Stopping cancels the pipeline runs it started; --once waits for them instead.
+        launcher.close(timeout=None if finish_pipelines else 30, cancel=not finish_pipelines)
         engine.close(timeout=10)
         features.close()
         meta.close()
@@ -77,7 +84,7 @@ def run(
     from gyre.cli.output import console, err_console
 
     stop = threading.Event()
-    with open_controller(poll) as controller:
+    with open_controller(poll, finish_pipelines=once) as controller:
         if once:
             settled = controller.run_once()
             console().print(f"Handled {settled} event(s).")

@@ -20,13 +20,17 @@ from gyre.cli import (
     controller,
     data,
     db,
+    demo,
+    deploy,
     features,
     keys,
     models,
     monitor,
     pipelines,
     project,
+    reproduce,
     runs,
+    score,
     server,
     up,
 )
@@ -38,6 +42,7 @@ EXIT_UNEXPECTED = 2  # a bug or an environment problem Gyre did not anticipate
 
 # The order of `gyre --help`: the loop from setting up to serving.
 COMMAND_ORDER = (
+    "demo",
     "init",
     "config",
     "db",
@@ -51,9 +56,11 @@ COMMAND_ORDER = (
     "runs",
     "run",
     "pipelines",
+    "reproduce",
     "models",
     "up",
     "serve",
+    "score",
     "keys",
     "monitor",
     "feedback",
@@ -133,13 +140,17 @@ app.add_typer(runs.experiments_app, name="experiments", rich_help_panel=TRACKING
 app.add_typer(runs.app, name="runs", rich_help_panel=TRACKING)
 app.command("run", rich_help_panel="Pipelines")(pipelines.run)
 app.add_typer(pipelines.app, name="pipelines", rich_help_panel="Pipelines")
+app.command("reproduce", rich_help_panel="Pipelines")(reproduce.reproduce)
 # Human review of the models pipelines hold lives with the pipelines, under `gyre models`.
 models.app.command("approve")(pipelines.approve_model)
 models.app.command("reject")(pipelines.reject_model)
 app.add_typer(models.app, name="models", rich_help_panel=REGISTRY)
 app.command("up", rich_help_panel=PROJECT)(up.up)
+app.command("demo", rich_help_panel=PROJECT)(demo.demo)
 app.command("serve", rich_help_panel=SERVING)(server.serve)
+app.command("score", rich_help_panel=SERVING)(score.score)
 app.add_typer(keys.app, name="keys", rich_help_panel=SERVING)
+deploy.register(app, "Deployment")
 app.add_typer(monitor.app, name="monitor", rich_help_panel="Monitoring")
 app.add_typer(monitor.feedback_app, name="feedback", rich_help_panel="Monitoring")
 app.add_typer(controller.app, name="controller", rich_help_panel=PROJECT)
@@ -172,6 +183,7 @@ def root(
     """Gyre: track experiments, register models and serve them, from one install.
 
     [bold]Get started:[/bold]
+      gyre demo                       [dim]# the whole loop on a drifting fraud stream[/dim]
       gyre init fraud && cd fraud     [dim]# a project folder with gyre.toml[/dim]
       python definitions.py           [dim]# train and register an example model[/dim]
       gyre runs list                  [dim]# what was recorded[/dim]

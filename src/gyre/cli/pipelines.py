@@ -30,7 +30,13 @@ EVENT_MARKS = {
     "failed": ("✗", "red"),
     "cancelled": ("■", "magenta"),
 }
-DECISION_STYLES = {"registered": "green", "held": "yellow", "rejected": "red", "no_model": "dim"}
+DECISION_STYLES = {
+    "registered": "green",
+    "held": "yellow",
+    "rejected": "red",
+    "no_model": "dim",
+    "not_registered": "dim",
+}
 STEP_STYLES = {
     "finished": "green",
     "cached": "blue",
@@ -65,27 +71,47 @@ def run(
     Steps whose code, inputs and params are unchanged are served from the cache (↺). Exits
     1 if a step failed; the run, its step runs and the gates' verdicts are recorded.
 
+    If a run of the pipeline is already running, its concurrency policy applies, as for runs
+    the controller starts: skip (nothing runs; exits 0 saying so), queue (waits for it to
+    end) or cancel-previous (cancels it, then runs).
+
     [bold]Examples:[/bold]
       gyre run fraud-train
       gyre run fraud-train --param n_estimators=300 --param max_depth=6
     """
     from gyre.cli.output import console, err_console, print_json
+    from gyre.pipelines.concurrency import admit
     from gyre.pipelines.params import parse_assignments
     from gyre.pipelines.runner import run_pipeline
 
     given = parse_assignments(param or [])
-    pipe = _project_pipeline(name)
+    pipe = project_pipeline(name)
     out = err_console() if json_output else console()
     with open_client() as client:
         pipe.bind(given, from_text=True)  # a bad parameter fails before anything is recorded
+        admission = admit(
+            client, pipe, on_wait=lambda d: out.print(f"[yellow]Queued:[/yellow] {_esc(d.reason)}; waiting…")
+        )
+        if not admission.start:
+            if json_output:
+                print_json({"pipeline": pipe.name, "skipped": True, "reason": admission.reason})
+            else:
+                out.print(f"[yellow]Not started:[/yellow] {_esc(admission.reason)}.")
+            return
+        if admission.cancelled:
+            out.print(
+                f"[magenta]Cancelled[/magenta] run(s) {', '.join(admission.cancelled)} (concurrency "
+                "'cancel-previous')."
+            )
         out.print(f"Running pipeline [bold]{_esc(pipe.name)}[/bold] ({len(pipe.graph)} steps)…")
         result = run_pipeline(
             client,
             pipe,
             given,
             compute=compute,
+            reason="" if admission.action == "start" else admission.reason,
             params_from_text=True,
-            on_event=lambda e: _print_event(out, e),
+            on_event=lambda e: print_event(out, e),
         )
     if json_output:
         print_json(result.to_dict())
@@ -239,7 +265,7 @@ def reject_model(
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _project_pipeline(name: str) -> Pipeline:
+def project_pipeline(name: str) -> Pipeline:
     from gyre.config import load_settings
     from gyre.pipelines.definition import Pipeline
     from gyre.project import project_definitions
@@ -282,7 +308,7 @@ class _meta:
         self.store.close()
 
 
-def _print_event(out: Console, e: StepEvent) -> None:
+def print_event(out: Console, e: StepEvent) -> None:
     from rich.text import Text
 
     mark, style = EVENT_MARKS.get(e.kind, ("·", ""))
@@ -412,10 +438,35 @@ def _show_run(run_info: RunInfo, step_runs: list[RunInfo], json_output: bool) ->
         kv_table,
         print_json,
         status_text,
-        table,
         text,
     )
 
+    details = pipeline_run_details(run_info, step_runs)
+    if json_output:
+        print_json({"run": run_info.to_dict(), **details})
+        return
+    attrs: list[tuple[str, Any]] = [
+        ("pipeline", run_info.tags.get("gyre.pipeline")),
+        ("status", status_text(run_info.status)),
+        ("trigger", run_info.tags.get("gyre.pipeline.trigger", "-") + _reason(run_info)),
+        ("started", fmt_timestamp(run_info.start_time)),
+        ("duration", fmt_duration(run_info.duration_s)),
+        ("params", dict(run_info.params) or "-"),
+    ]
+    if run_info.tags.get("gyre.reproduces"):
+        attrs.append(("reproduces", run_info.tags["gyre.reproduces"]))
+    if run_info.error:
+        attrs.append(("error", text(run_info.error.strip().splitlines()[0], "red")))
+    parts: list[Any] = [kv_table(attrs, title=f"Pipeline run {run_info.id}")]
+    console().print(Group(*parts, "", *pipeline_run_sections(details)))
+
+
+# Tags shown as their own sections for a pipeline run, not in the list of tags.
+SECTION_TAGS = ("gyre.gates", "gyre.pipeline.graph", "gyre.outcome.reason")
+
+
+def pipeline_run_details(run_info: RunInfo, step_runs: list[RunInfo]) -> dict[str, Any]:
+    """A pipeline run's steps (status, cache, attempts, duration), gates and outcome, as JSON."""
     by_step = {r.tags.get("gyre.step", r.name): r for r in step_runs}
     try:
         graph = json.loads(run_info.tags.get("gyre.pipeline.graph", "[]"))
@@ -446,23 +497,16 @@ def _show_run(run_info: RunInfo, step_runs: list[RunInfo], json_output: bool) ->
         "model": run_info.tags.get("gyre.model"),
         "review": run_info.tags.get("gyre.review"),
     }
-    if json_output:
-        print_json({"run": run_info.to_dict(), "steps": steps, "gates": gates, "outcome": outcome})
-        return
-    attrs: list[tuple[str, Any]] = [
-        ("pipeline", run_info.tags.get("gyre.pipeline")),
-        ("status", status_text(run_info.status)),
-        ("trigger", run_info.tags.get("gyre.pipeline.trigger", "-") + _reason(run_info)),
-        ("started", fmt_timestamp(run_info.start_time)),
-        ("duration", fmt_duration(run_info.duration_s)),
-        ("params", dict(run_info.params) or "-"),
-    ]
-    if run_info.error:
-        attrs.append(("error", text(run_info.error.strip().splitlines()[0], "red")))
-    parts: list[Any] = [kv_table(attrs, title=f"Pipeline run {run_info.id}")]
+    return {"steps": steps, "gates": gates, "outcome": outcome}
+
+
+def pipeline_run_sections(details: dict[str, Any]) -> list[Any]:
+    """The Steps table, step errors, the Gates table and the outcome line, for Rich."""
+    from gyre.cli.output import fmt_duration, table, text
+
     t = table("step", "status", "cache", "attempts", "duration", "run", title="Steps")
     t.columns[5].no_wrap = True
-    for s in steps:
+    for s in details["steps"]:
         t.add_row(
             text(s["step"], "bold"),
             text(s["status"], STEP_STYLES.get(s["status"], "")),
@@ -471,27 +515,28 @@ def _show_run(run_info: RunInfo, step_runs: list[RunInfo], json_output: bool) ->
             text(fmt_duration(s["duration_s"])),
             text(s["run_id"] or "-"),
         )
-    parts += ["", t]
-    for s in steps:
+    parts: list[Any] = [t]
+    for s in details["steps"]:
         if s["error"]:
             parts.append(text(f"{s['step']}: {s['error']}", "red"))
-    if gates:
+    if details["gates"]:
         g = table("gate", "", "reason", title="Gates")
         g.columns[2].overflow = "fold"
-        for gate in gates:
+        for gate in details["gates"]:
             g.add_row(
                 text(gate["gate"]),
                 text("pass" if gate["passed"] else "FAIL", "green" if gate["passed"] else "red"),
                 text(gate["reason"]),
             )
         parts += ["", g]
+    outcome = details["outcome"]
     if outcome["decision"]:
         line = text("Outcome: ", "bold") + text(
             outcome["decision"], DECISION_STYLES.get(outcome["decision"] or "", "")
         )
         line += text(f" — {outcome['reason']}")
         parts += ["", line]
-    console().print(Group(*parts))
+    return parts
 
 
 def _step_status(r: RunInfo | None) -> str:
@@ -522,7 +567,8 @@ def _trigger_text(spec: dict[str, Any]) -> str:
         every = f", every {spec['min_interval']}+" if spec.get("min_interval") else ""
         return f"new data {spec['dataset']} (≥{spec['min_new_rows']} rows{every})"
     if kind == "alert":
-        return "alert" + (f" {spec['monitor']}" if spec.get("monitor") else "")
+        rule = f" {spec['rule']}" if spec.get("rule") else ""
+        return "alert" + rule + (f" on {spec['monitor']}" if spec.get("monitor") else "")
     return str(kind)
 
 

@@ -140,7 +140,9 @@ def show_run(
 ) -> None:
     """Show one run: where it ran (git, Python, packages, host), params, metrics, tags, artifacts.
 
-    RUN_ID comes from 'gyre runs list'. --json prints everything, artifact digests included.
+    For a pipeline run, also each step (status, cache hit, attempts, duration), the gates'
+    verdicts and what became of the model. RUN_ID comes from 'gyre runs list'. --json prints
+    everything, artifact digests included.
 
     [bold]Example:[/bold]
       gyre runs show 01JH2XKQ4M5W7Y9B3C6D8F0G2H
@@ -161,12 +163,17 @@ def show_run(
         table,
         text,
     )
+    from gyre.cli.pipelines import SECTION_TAGS, pipeline_run_details, pipeline_run_sections
 
     with busy(f"Loading run {run_id}…"), open_client() as client:
         run = client.runs.get(run_id)
         artifacts = client.runs.artifacts(run_id)
+        is_pipeline = "gyre.pipeline" in run.tags and not run.parent_run_id
+        steps = client.runs.list(parent_run_id=run.id, max_results=1000) if is_pipeline else []
+    details = pipeline_run_details(run, steps) if is_pipeline else None
     if json_output:
-        print_json({**run.to_dict(), "artifacts": [a.to_dict() for a in artifacts]})
+        extra = {"pipeline": details} if details is not None else {}
+        print_json({**run.to_dict(), "artifacts": [a.to_dict() for a in artifacts], **extra})
         return
     git = run.git_commit or "-"
     if run.git_commit:
@@ -199,13 +206,16 @@ def show_run(
         parts.append(
             kv_table([(k, fmt_float(v)) for k, v in sorted(run.metrics.items())], title="Metrics (latest)")
         )
-    if run.tags:
-        parts.append(kv_table(sorted(run.tags.items()), title="Tags"))
+    tags = {k: v for k, v in run.tags.items() if details is None or k not in SECTION_TAGS}
+    if tags:
+        parts.append(kv_table(sorted(tags.items()), title="Tags"))
     if artifacts:
         t = table("path", "size", "digest", title="Artifacts")
         for a in artifacts:
             t.add_row(text(a.path + ("/" if a.is_dir else "")), text(fmt_size(a.size)), text(short(a.digest)))
         parts.append(t)
+    if details is not None:
+        parts.append(Group(*pipeline_run_sections(details)))
     console().print(Group(*_spaced(parts)))
 
 

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gyre.cli.common import HostOption, PortOption
+
+if TYPE_CHECKING:
+    from gyre.controller import Controller, Schedule
+
+
+@contextlib.contextmanager
+def running_controller(
+    *, enabled: bool = True, schedules: Sequence[Schedule] | None = None, poll_interval: float = 0.5
+) -> Iterator[Controller]:
+    """The project's controller running on a thread of its own until the block ends (what
+    ``gyre up`` runs beside its server); ``gyre demo`` passes faster ``schedules``.
+
+    On exit the controller finishes the event in hand and its pipeline runs are stopped.
+    """
+    import threading
+
+    from gyre.cli.controller import open_controller
+
+    stop = threading.Event()
+    with open_controller(poll_interval) as controller:
+        if schedules is not None:
+            controller.schedules = list(schedules)
+        thread = None
+        if enabled:
+            thread = threading.Thread(
+                target=controller.run_forever, args=(stop,), name="gyre-controller", daemon=True
+            )
+            thread.start()
+        try:
+            yield controller
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=30)
 
 
 def up(
@@ -26,10 +62,7 @@ def up(
       gyre up
       GYRE_SERVER_TOKEN=s3cret gyre up --host 0.0.0.0
     """
-    import threading
-
     from gyre.api.server import api_keys_exist, check_bind, is_loopback, run_server
-    from gyre.cli.controller import open_controller
     from gyre.cli.output import err_console, kv_table
     from gyre.config import load_settings, mask_url_password
 
@@ -42,13 +75,7 @@ def up(
     )
     err = err_console()
     base = f"http://{host}:{port}"
-    stop = threading.Event()
-    with open_controller() as controller:
-        thread = None
-        if not no_controller:
-            thread = threading.Thread(
-                target=controller.run_forever, args=(stop,), name="gyre-controller", daemon=True
-            )
+    with running_controller(enabled=not no_controller) as controller:
         err.print(
             kv_table(
                 [
@@ -61,7 +88,7 @@ def up(
                     (
                         "controller",
                         "off (--no-controller)"
-                        if thread is None
+                        if no_controller
                         else ", ".join(r.name for r in controller.reactions),
                     ),
                     (
@@ -72,12 +99,5 @@ def up(
                 title=f"Gyre is up — project {settings.get('project', 'name')!r}; Ctrl-C to stop",
             )
         )
-        if thread is not None:
-            thread.start()
-        try:
-            run_server(settings, host=host, port=port, token=token, log_level="warning")
-        finally:
-            stop.set()
-            if thread is not None:
-                thread.join(timeout=30)
+        run_server(settings, host=host, port=port, token=token, log_level="warning")
     err.print("Gyre stopped.")

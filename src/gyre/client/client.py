@@ -110,11 +110,18 @@ class Client:
     def get_training_set(self, entity_df: Any, features: Sequence[str], **options: Any) -> TrainingSet:
         """Point-in-time training set (see :meth:`FeatureStore.get_training_set`).
 
-        The dataset versions read are recorded on the active run, for lineage and reproduction.
+        The dataset versions read are recorded on the active run (or the running pipeline
+        step), for lineage and reproduction. Inside a step of a reproduction the recorded
+        versions are read unless ``versions`` is given.
         """
         from gyre.client.fluent import active_run
+        from gyre.pipelines.context import pinned_versions, record_read
 
+        pins = pinned_versions()
+        if pins and "versions" not in options:
+            options["versions"] = pins
         result = self.features.get_training_set(entity_df, features, **options)
+        record_read(result.dataset_versions)
         run = active_run()
         if run is not None and run.client is self:
             run.log_dataset_versions(result.dataset_versions)
@@ -276,3 +283,10 @@ class Models:
 
     def load(self, uri: str) -> Any:
         return self._c.load_model(uri)
+
+    def record_reference(self, name: str, version: int, data: Any) -> builtins.list[Any]:
+        """Store the drift reference of a registered version: ``data`` (its training inputs)
+        and the version's predictions on it (see :mod:`gyre.monitoring.reference`)."""
+        from gyre.monitoring.reference import record_reference_for
+
+        return record_reference_for(self._c, self._b.get_model_version(name, version), data=data)

@@ -6,11 +6,15 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from gyre.controller.deployments import deployment_reaction, deployments_schedule
+from gyre.controller.pipelines import pipeline_reaction, pipelines_schedule
 from gyre.controller.reactions import EventRecord, Reaction
 from gyre.controller.schedules import SCHEDULE_FIRED, Schedule, every
 from gyre.meta import UnitOfWork
 
 if TYPE_CHECKING:
+    from gyre.controller.deployments import Deployer
+    from gyre.controller.pipelines import PipelineLauncher
     from gyre.features.store import FeatureStore
     from gyre.monitoring.engine import AlertEngine
 
@@ -79,14 +83,23 @@ def _evaluate(engine: AlertEngine) -> None:
         log.exception("evaluating alert rules failed")
 
 
-def default_reactions(features: FeatureStore, engine: AlertEngine | None = None) -> list[Reaction]:
+def default_reactions(
+    features: FeatureStore,
+    engine: AlertEngine | None = None,
+    pipelines: PipelineLauncher | None = None,
+    deployer: Deployer | None = None,
+) -> list[Reaction]:
     """The reactions ``gyre controller`` and ``gyre up`` run."""
     reactions = [materialize_reaction(features)]
     if engine is not None:
         reactions.append(monitor_reaction(engine))
+    if pipelines is not None:
+        reactions.append(pipeline_reaction(pipelines))
+    if deployer is not None:
+        reactions.append(deployment_reaction(deployer))
     return reactions
 
 
 def default_schedules(monitor_every: timedelta = timedelta(minutes=1)) -> list[Schedule]:
     """The schedules ``gyre controller`` and ``gyre up`` keep."""
-    return [Schedule(MONITOR_SCHEDULE, every(monitor_every))]
+    return [Schedule(MONITOR_SCHEDULE, every(monitor_every)), pipelines_schedule(), deployments_schedule()]

@@ -45,6 +45,7 @@ class LoadedModel:
         inputs = self.signature.inputs if self.signature else []
         self.input_names: list[str] | None = [c.name for c in inputs] or predictor.feature_names
         self._categories = [c.name for c in inputs if c.dtype == "category"]
+        self._numbers = [c.name for c in inputs if c.dtype.startswith(("float", "int", "uint", "bool"))]
 
     def __repr__(self) -> str:
         return f"<LoadedModel flavor={self.flavor} inputs={self.input_names} path={self.path}>"
@@ -87,8 +88,11 @@ class LoadedModel:
         if self._predictor.wants_frame:
             frame = table.frame(names)
             todo = [c for c in self._categories if str(frame[c].dtype) != "category"]
-            if todo:
-                frame = frame.astype(dict.fromkeys(todo, "category"))
+            # A numeric column of nulls only (a feature the store has no value for) comes out as
+            # objects, which the predictor would take for text.
+            nulls = [c for c in self._numbers if frame[c].dtype == object]
+            if todo or nulls:
+                frame = frame.astype({**dict.fromkeys(todo, "category"), **dict.fromkeys(nulls, "float64")})
             return self._predictor.predict_frame(frame)
         return self._predictor.predict_numpy(table.floats(names))
 

@@ -18,12 +18,16 @@ from sqlalchemy.orm import Session
 from gyre.errors import AlreadyExists, InvalidArgument, NotFound, did_you_mean
 from gyre.ids import new_id, utcnow
 from gyre.jsonsafe import decode_floats, encode_floats
-from gyre.meta import MetaStore
+from gyre.meta import MetaStore, UnitOfWork
 from gyre.meta.schema import AliasHistory, ModelAlias, ModelVersion, RegisteredModel
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][\w\-.]{0,255}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 RESERVED_ALIASES = {"latest"}
+# A version's status: ``ready``, or held by a pipeline for review (approved: ready again;
+# rejected: rejected). ``models:/NAME/latest`` resolves to the newest ready version.
+READY, PENDING_REVIEW, REJECTED = "ready", "pending_review", "rejected"
+VERSION_STATUSES = (READY, PENDING_REVIEW, REJECTED)
 
 
 @dataclass
@@ -175,9 +179,12 @@ def create_model_version(
     run_id: str | None = None,
     artifact_path: str | None = None,
     description: str = "",
+    status: str = READY,
 ) -> ModelVersionInfo:
     """Register a stored model package as the next version of ``name`` (created if new)."""
     _check_model_name(name)
+    if status not in VERSION_STATUSES:
+        raise InvalidArgument(f"Model version status {status!r} is not one of {', '.join(VERSION_STATUSES)}.")
     with meta.write() as uow:
         s = uow.session
         if s.get(RegisteredModel, name) is None:
@@ -200,7 +207,7 @@ def create_model_version(
             metrics=encode_floats(metrics or {}),  # JSON columns cannot hold NaN or infinity
             dataset_versions=dataset_versions or {},
             description=description,
-            status="ready",
+            status=status,
             created_by=uow.actor,
             created_at=utcnow(),
         )
@@ -258,10 +265,18 @@ def resolve(meta: MetaStore, uri: str | ModelRef) -> ModelVersionInfo:
             return _get_version(s, ref.name, version)
         if ref.version is None:
             version = s.scalar(
-                select(func.max(ModelVersion.version)).where(ModelVersion.model_name == ref.name)
+                select(func.max(ModelVersion.version)).where(
+                    ModelVersion.model_name == ref.name, ModelVersion.status == READY
+                )
             )
             if version is None:
-                raise NotFound(f"Model '{ref.name}' has no versions yet.")
+                held = s.scalar(select(func.count()).where(ModelVersion.model_name == ref.name))
+                raise NotFound(
+                    f"Model '{ref.name}' has no versions yet."
+                    if not held
+                    else f"Model '{ref.name}' has no ready version: its {held} version(s) are held for "
+                    "review or rejected ('gyre models approve' makes one ready)."
+                )
             return _get_version(s, ref.name, version)
         return _get_version(s, ref.name, ref.version)
 
@@ -271,38 +286,44 @@ def resolve(meta: MetaStore, uri: str | ModelRef) -> ModelVersionInfo:
 
 def set_alias(meta: MetaStore, name: str, alias: str, version: int, reason: str = "") -> ModelVersionInfo:
     """Point ``alias`` at ``version`` (moving it if it pointed elsewhere); the move is kept in history."""
-    _check_alias(alias)
     with meta.write() as uow:
-        s = uow.session
-        _get_version(s, name, version)
-        current = s.get(ModelAlias, (name, alias))
-        previous = current.version if current else None
-        if previous == version:
-            return _get_version(s, name, version)
-        now = utcnow()
-        if current is None:
-            s.add(ModelAlias(model_name=name, alias=alias, version=version, updated_at=now))
-        else:
-            current.version, current.updated_at = version, now
-        s.add(
-            AliasHistory(
-                id=new_id(),
-                model_name=name,
-                alias=alias,
-                from_version=previous,
-                to_version=version,
-                actor=uow.actor,
-                reason=reason,
-                at=now,
-            )
-        )
-        uow.record(
-            "model.alias_set",
-            f"model:{name}@{alias}",
-            {"name": name, "alias": alias, "from_version": previous, "to_version": version, "reason": reason},
-        )
-        s.flush()
+        return move_alias(uow, name, alias, version, reason)
+
+
+def move_alias(uow: UnitOfWork, name: str, alias: str, version: int, reason: str = "") -> ModelVersionInfo:
+    """:func:`set_alias` inside the caller's transaction (e.g. a deployment's promotion, which
+    moves the alias and records its own state in one commit)."""
+    _check_alias(alias)
+    s = uow.session
+    _get_version(s, name, version)
+    current = s.get(ModelAlias, (name, alias))
+    previous = current.version if current else None
+    if previous == version:
         return _get_version(s, name, version)
+    now = utcnow()
+    if current is None:
+        s.add(ModelAlias(model_name=name, alias=alias, version=version, updated_at=now))
+    else:
+        current.version, current.updated_at = version, now
+    s.add(
+        AliasHistory(
+            id=new_id(),
+            model_name=name,
+            alias=alias,
+            from_version=previous,
+            to_version=version,
+            actor=uow.actor,
+            reason=reason,
+            at=now,
+        )
+    )
+    uow.record(
+        "model.alias_set",
+        f"model:{name}@{alias}",
+        {"name": name, "alias": alias, "from_version": previous, "to_version": version, "reason": reason},
+    )
+    s.flush()
+    return _get_version(s, name, version)
 
 
 def delete_alias(meta: MetaStore, name: str, alias: str, reason: str = "") -> None:

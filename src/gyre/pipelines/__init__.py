@@ -8,7 +8,11 @@ executor chosen by ``[backends] compute`` (:mod:`~gyre.pipelines.executors`). Wh
 succeeded, gates (:mod:`~gyre.pipelines.gates`) decide whether the model is registered as
 ``challenger``, held for review (:mod:`~gyre.pipelines.review`) or rejected
 (:mod:`~gyre.pipelines.outcome`). Triggers (:mod:`~gyre.pipelines.triggers`) are evaluated by
-the controller. :func:`run_trials` runs hyperparameter trials in parallel on the same executors.
+the controller (:mod:`gyre.controller.pipelines`), which applies each pipeline's concurrency
+policy as ``gyre run`` does (:mod:`~gyre.pipelines.concurrency`). A step reads lake data with
+:func:`read_dataset`, recording the version it read, so :func:`reproduce` can run a pipeline
+run again on the same data. :func:`run_trials` runs hyperparameter trials in parallel on the
+same executors.
 
 Example::
 
@@ -55,6 +59,8 @@ _EXPORTS = {
     "grid": "gyre.pipelines.trials",
     "open_executor": "gyre.pipelines.executors",
     "pipeline": "gyre.pipelines.definition",
+    "read_dataset": "gyre.pipelines.data",
+    "reproduce": "gyre.pipelines.reproduce",
     "run_pipeline": "gyre.pipelines.runner",
     "run_trials": "gyre.pipelines.trials",
     "step": "gyre.pipelines.steps",
@@ -67,6 +73,7 @@ if TYPE_CHECKING:
     from gyre.pipelines import gates as gates
     from gyre.pipelines.context import StepContext as StepContext
     from gyre.pipelines.context import current_step as current_step
+    from gyre.pipelines.data import read_dataset as read_dataset
     from gyre.pipelines.definition import Pipeline as Pipeline
     from gyre.pipelines.definition import pipeline as pipeline
     from gyre.pipelines.executors import open_executor as open_executor
@@ -76,6 +83,7 @@ if TYPE_CHECKING:
     from gyre.pipelines.gates import EqualOpportunity as EqualOpportunity
     from gyre.pipelines.gates import Gate as Gate
     from gyre.pipelines.gates import MetricThreshold as MetricThreshold
+    from gyre.pipelines.reproduce import reproduce as reproduce
     from gyre.pipelines.runner import PipelineRun as PipelineRun
     from gyre.pipelines.runner import StepEvent as StepEvent
     from gyre.pipelines.runner import cancel_run as cancel_run

@@ -3,6 +3,11 @@
 Steps run in worker processes (or on Ray), away from the tracking client, so what a step
 logs here is collected in the worker and written to the step's run (and the pipeline's run)
 by the process that runs the pipeline when the attempt ends.
+
+A reproduction (``gyre reproduce``) runs the steps with ``pins``: the dataset versions the
+original run read. Reads through :func:`gyre.pipelines.read_dataset` and
+``client.get_training_set`` inside a step take those versions instead of the latest
+(:func:`pinned_versions`), and record what they read (:func:`record_read`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ class StepContext:
 
     Outside a pipeline run (a step function called directly, as in a unit test) the context
     is detached: ``run_id`` is None and what is logged stays on this object.
+
+    Attributes:
+        pins: dataset name -> the version this step must read (a reproduction's); empty in
+            an ordinary run, where reads take the latest version.
+        store_url: the project's store (artifacts and lake), None when detached.
     """
 
     step: str | None = None
@@ -31,6 +41,8 @@ class StepContext:
     attempt: int = 1
     metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
     dataset_versions: dict[str, int] = field(default_factory=dict)
+    pins: dict[str, int] = field(default_factory=dict)
+    store_url: str | None = None
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """Record a metric on the step's run and on the pipeline's run (gates read the latter)."""
@@ -54,6 +66,19 @@ def current_step() -> StepContext:
         ctx = StepContext()
         _CURRENT.set(ctx)
     return ctx
+
+
+def pinned_versions() -> dict[str, int]:
+    """The dataset versions the running step must read (empty outside a reproduction)."""
+    ctx = _CURRENT.get()
+    return dict(ctx.pins) if ctx is not None else {}
+
+
+def record_read(versions: dict[str, int]) -> None:
+    """Record dataset versions read on the running step's lineage (nothing outside a step)."""
+    ctx = _CURRENT.get()
+    if ctx is not None and versions:
+        ctx.log_dataset_versions(versions)
 
 
 def enter(ctx: StepContext) -> Any:

@@ -152,8 +152,11 @@ def pipeline(
 
     The function calls steps; what it returns is the run's result. A dict result names
     outputs that gates and registration use: ``"model"`` (registered if the gates pass),
-    ``"metrics"`` (a dict of numbers, logged on the pipeline run), and any data a gate names
-    (``"train"``, ``"holdout"`` by default).
+    ``"metrics"`` (a dict of numbers, logged on the pipeline run), ``"input_example"`` (a few
+    rows of model input: the model's signature, which serving needs), and any data a gate
+    names (``"train"``, ``"holdout"`` by default). A registered model's drift reference is
+    the ``"reference"`` data (the traffic it should expect; default ``"train"``), its model
+    input columns.
 
     Args:
         name: the pipeline's name (default: the function's).

@@ -3,8 +3,10 @@
 Recorded on the pipeline run as tags, whichever way it goes:
 
 - ``gyre.outcome``: ``registered`` (a new version, alias ``challenger``), ``held`` (a new
-  version without alias, until ``gyre models approve`` or ``reject``), ``rejected`` (a gate
-  failed: nothing registered) or ``no_model`` (gates passed, no ``"model"`` output);
+  version without alias and with status ``pending_review``, so ``models:/NAME/latest`` skips
+  it until ``gyre models approve``), ``rejected`` (a gate failed: nothing registered),
+  ``no_model`` (gates passed, no ``"model"`` output) or ``not_registered`` (gates passed, but
+  the run registers nothing: a reproduction);
 - ``gyre.outcome.reason``, and ``gyre.gates``: every gate's verdict and reason as JSON;
 - ``gyre.model``: ``NAME/VERSION`` of the version registered, and ``gyre.review``: ``pending``
   for a held one.
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gyre.errors import NotFound
+from gyre.models.registry import PENDING_REVIEW, READY
 from gyre.pipelines.gates import GateContext, GateResult
 from gyre.tracking.entities import ArtifactInfo
 
@@ -67,8 +70,14 @@ def conclude(
     outputs: Mapping[str, Any],
     metrics: dict[str, float],
     dataset_versions: dict[str, int],
+    *,
+    register: bool = True,
 ) -> Outcome:
-    """Log the ``"metrics"`` and ``"model"`` outputs, run the gates, register or not; record it all."""
+    """Log the ``"metrics"`` and ``"model"`` outputs, run the gates, register or not; record it all.
+
+    With ``register=False`` the model is logged on the run and gated, but no version is
+    created and no alias moves.
+    """
     reported = outputs.get("metrics")
     if isinstance(reported, Mapping):
         numbers = {str(k): float(v) for k, v in reported.items() if _is_number(v)}
@@ -79,7 +88,9 @@ def conclude(
     name = pipeline.model_name
     artifact: ArtifactInfo | None = None
     if model is not None:
-        logged = prun.log_model(model, "model", dataset_versions=dataset_versions)
+        logged = prun.log_model(
+            model, "model", dataset_versions=dataset_versions, input_example=outputs.get("input_example")
+        )
         assert isinstance(logged, ArtifactInfo)  # not registered yet: an artifact of the run
         artifact = logged
     model_uri = f"runs:/{prun.id}/model"
@@ -113,8 +124,23 @@ def conclude(
         )
     elif artifact is None:
         outcome = Outcome("no_model", "the pipeline returned no 'model' output; nothing to register", results)
+    elif not register:
+        passed = f"passed {len(results)} gate(s)" if results else "no gates declared"
+        outcome = Outcome(
+            "not_registered", f"{passed}; this run registers nothing (the model is logged on it)", results
+        )
     else:
-        version = _register(client, prun, name, artifact.digest, model_uri, metrics, dataset_versions)
+        version = _register(
+            client,
+            prun,
+            name,
+            artifact.digest,
+            model_uri,
+            metrics,
+            dataset_versions,
+            PENDING_REVIEW if pipeline.review else READY,
+        )
+        _record_reference(client, version, outputs.get("reference", outputs.get("train")))
         passed = f"passed {len(results)} gate(s)" if results else "no gates declared"
         if pipeline.review:
             outcome = Outcome(
@@ -157,6 +183,7 @@ def _register(
     model_uri: str,
     metrics: Mapping[str, float],
     dataset_versions: Mapping[str, int],
+    status: str,
 ) -> ModelVersionInfo:
     from gyre.models.package import read_model_meta
 
@@ -170,7 +197,26 @@ def _register(
         dataset_versions=dict(dataset_versions),
         run_id=prun.id,
         artifact_path="model",
+        status=status,
     )
+
+
+def _record_reference(client: Client, version: ModelVersionInfo, train: Any) -> None:
+    """Drift monitoring compares live traffic with the data the pipeline names (``"reference"``,
+    else ``"train"``): its model input columns, and the version's predictions on them."""
+    names = [c["name"] for c in (version.signature or {}).get("inputs", [])]
+    if train is None or not names:
+        return
+    if hasattr(train, "column_names") and hasattr(train, "select"):  # pyarrow
+        data = train.select(names) if set(names) <= set(train.column_names) else None
+    elif hasattr(train, "iloc"):  # pandas
+        data = train[names] if set(names) <= set(train.columns) else None
+    elif isinstance(train, Mapping):
+        data = {n: train[n] for n in names} if set(names) <= set(train) else None
+    else:
+        data = None
+    if data is not None:
+        client.models.record_reference(version.name, version.version, data)
 
 
 def _is_number(value: Any) -> bool:

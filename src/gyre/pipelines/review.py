@@ -1,11 +1,13 @@
 """Human review of models that passed their gates: ``gyre models approve | reject NAME VERSION``.
 
 A pipeline declared with ``review=True`` registers its model version without an alias and
-tags its run ``gyre.review=pending``. The decision is an event in the outbox
+with status ``pending_review`` (so ``models:/NAME/latest`` does not resolve to it), and tags
+its run ``gyre.review=pending``. The decision is an event in the outbox
 (``model.review_approved`` or ``model.review_rejected``, subject ``model:NAME/VERSION``,
-with who decided and why in the audit log); approving also points ``challenger`` at the
-version. A review's state is therefore the pending run plus its latest decision event:
-versions stay immutable and finished runs untouched.
+with who decided and why in the audit log), written in one transaction with the version's
+new status (``ready`` or ``rejected``); approving also points ``challenger`` at the version.
+A review's state is therefore the pending run plus its latest decision event: a version's
+package and fields stay immutable (only its status moves) and finished runs untouched.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import select
 
 from gyre.errors import Conflict, NotFound
 from gyre.meta import MetaStore
-from gyre.meta.schema import Event
+from gyre.meta.schema import Event, ModelVersion
 from gyre.models import registry
 from gyre.tracking import service as tracking
 
@@ -120,6 +122,9 @@ def _pending(meta: MetaStore, name: str, version: int) -> Review:
 
 def _decide(meta: MetaStore, review: Review, event_type: str, reason: str) -> Review:
     with meta.write() as uow:
+        version = uow.session.get(ModelVersion, (review.model, review.version))
+        if version is not None:
+            version.status = registry.READY if event_type == APPROVED else registry.REJECTED
         uow.record(
             event_type,
             f"model:{review.model}/{review.version}",

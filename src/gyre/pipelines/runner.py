@@ -9,14 +9,22 @@ the steps still running, and nothing is registered. When every step succeeded th
 decide what becomes of the ``"model"`` result (:mod:`gyre.pipelines.outcome`).
 
 Another process can cancel a run by ending it (:func:`cancel_run`); the runner notices
-within a second and stops its steps.
+within a second, starts no further step and, when it owns its executor, stops the running
+ones (their worker processes are killed). While it runs, the runner writes a heartbeat tag
+every ``HEARTBEAT_S`` seconds, so a run whose process died (``kill -9``, a lost machine) can
+be told from one that is still working (:mod:`gyre.pipelines.concurrency`).
+
+A cached step output is reused only while the dataset versions it read (tags
+``gyre.dataset.*``) are still those a fresh run would read: the latest, or the pinned ones.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -25,11 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from gyre.errors import Conflict, GyreError, InvalidArgument
-from gyre.pipelines.cache import KEY_TAG, OUTPUT_TAG, cache_key, lookup
+from gyre.errors import Conflict, GyreError, InvalidArgument, NotFound
+from gyre.ids import utcnow
+from gyre.pipelines.cache import DATASET_TAG, KEY_TAG, OUTPUT_TAG, cache_key, lookup
 from gyre.pipelines.executors import Executor, StepCancelled, open_executor
 from gyre.pipelines.graph import Graph, Node, Ref, iter_refs, resolve
 from gyre.pipelines.worker import InputRef, StepResult, StepTask, read_output
+from gyre.tracking import service as tracking
 
 if TYPE_CHECKING:
     from gyre.client.client import Client
@@ -37,8 +47,14 @@ if TYPE_CHECKING:
     from gyre.pipelines.definition import Pipeline
     from gyre.pipelines.outcome import Outcome
 
+log = logging.getLogger("gyre.pipelines")
+
 CANCEL_CHECK_S = 1.0
+HEARTBEAT_S = 30.0
 PIPELINE_TAG = "gyre.pipeline"
+TRIGGER_TAG = "gyre.pipeline.trigger"
+REASON_TAG = "gyre.pipeline.reason"
+HEARTBEAT_TAG = "gyre.heartbeat"
 STEP_TAG = "gyre.step"
 CACHE_TAG = "gyre.cache"
 
@@ -116,6 +132,11 @@ def run_pipeline(
     reason: str = "",
     params_from_text: bool = False,
     on_event: Callable[[StepEvent], None] | None = None,
+    tags: Mapping[str, str] | None = None,
+    pins: Mapping[str, int] | None = None,
+    use_cache: bool = True,
+    register: bool = True,
+    on_start: Callable[[str], None] | None = None,
 ) -> PipelineRun:
     """Run ``pipeline`` and wait for it; returns how it went (a failed step does not raise).
 
@@ -127,6 +148,11 @@ def run_pipeline(
         executor: an executor to use (and not close) instead of opening one.
         trigger, reason: what started the run (recorded as tags).
         on_event: called in this thread with each :class:`StepEvent`.
+        tags: more tags for the pipeline run (e.g. the alert that caused it).
+        pins: dataset name -> version the steps read instead of the latest (a reproduction).
+        use_cache: reuse cached step outputs (off: every step runs again).
+        register: register a model that passed the gates (off: it is only logged on the run).
+        on_start: called with the pipeline run's id once it is recorded, before any step runs.
 
     Raises:
         InvalidArgument: bad parameters or graph (before anything runs or is recorded).
@@ -135,25 +161,33 @@ def run_pipeline(
     graph = pipeline.trace(values)
     store = client.backend.blobs
     store_url = getattr(store, "url", None)
-    if not store_url:
+    if not store_url or getattr(client.backend, "meta", None) is None:
         raise InvalidArgument(
-            "Pipelines read and write step outputs in the artifact store directly: connect to the "
-            "project's stores (unset GYRE_SERVER_URL) rather than to a server."
+            "Pipelines read and write step outputs in the artifact store, and record step runs in "
+            "the metadata store, directly: connect to the project's stores (unset GYRE_SERVER_URL) "
+            "rather than to a server."
         )
     own = executor is None
     if executor is None:
         executor = open_executor(compute or client.settings.get("backends", "compute"))
-    tags = {
+    run_tags = {
         PIPELINE_TAG: pipeline.name,
-        "gyre.pipeline.trigger": trigger,
+        TRIGGER_TAG: trigger,
+        HEARTBEAT_TAG: utcnow().isoformat(),
         "gyre.pipeline.graph": json.dumps([[n.name, list(n.inputs)] for n in graph]),
+        **dict(tags or {}),
     }
     if reason:
-        tags["gyre.pipeline.reason"] = reason
-    prun = client.start_run(pipeline.experiment, pipeline.name, tags=tags)
-    execution = _Execution(client, pipeline, graph, prun, executor, own, store, store_url, on_event)
+        run_tags[REASON_TAG] = reason[:4000]
+    prun = client.start_run(pipeline.experiment, pipeline.name, tags=run_tags)
+    execution = _Execution(
+        client, pipeline, graph, prun, executor, own, store, store_url, on_event, pins or {}, use_cache
+    )
+    heartbeat = _Heartbeat(client, prun.id)
     try:
         with prun:
+            if on_start is not None:
+                on_start(prun.id)
             prun.log_params({k: _param_text(v) for k, v in values.items()})
             failed = execution.run()
             if own:
@@ -166,7 +200,7 @@ def run_pipeline(
                 prun.end("FAILED", message[-8000:])
                 return execution.finish("FAILED", message, values)
             result = resolve(graph.result, _Outputs(store, execution.records))
-            outcome = _conclude(client, pipeline, prun, result, execution)
+            outcome = _conclude(client, pipeline, prun, result, execution, register)
             prun.end("FINISHED")
             run = execution.finish("FINISHED", None, values)
             run.result, run.outcome = result, outcome
@@ -176,10 +210,21 @@ def run_pipeline(
             executor.close(cancel=True)
         execution.abandon()
         raise
+    finally:
+        heartbeat.stop()
 
 
 def cancel_run(client: Client, run_id: str, reason: str = "cancelled") -> None:
-    """Ask a running pipeline run to stop: it is ended KILLED, and its runner stops its steps."""
+    """Ask a running pipeline run to stop: it is ended KILLED at once.
+
+    Its runner, in whatever process, notices within ``CANCEL_CHECK_S``, starts no further
+    step, and stops the running ones if it owns its executor (worker processes killed, Ray
+    tasks force-cancelled); with an executor it was lent, they run to their end and their
+    outputs are discarded. Nothing is registered for a cancelled run.
+
+    Raises:
+        Conflict: the run already ended.
+    """
     client.runs.finish(run_id, "KILLED", reason)
 
 
@@ -205,8 +250,11 @@ class _Execution:
         store: Any,
         store_url: str,
         on_event: Callable[[StepEvent], None] | None,
+        pins: Mapping[str, int],
+        use_cache: bool,
     ) -> None:
         self.client = client
+        self.meta: Any = getattr(client.backend, "meta", None)
         self.own_executor = own_executor
         self.pipeline = pipeline
         self.graph = graph
@@ -216,14 +264,21 @@ class _Execution:
         self.store_url = store_url
         self.on_event = on_event
         self.records = {n.name: StepRecord(n.name) for n in graph}
-        self.step_runs: dict[str, ActiveRun] = {}
+        self.step_runs: dict[str, _StepRun] = {}
         self.running: dict[Future[StepResult], tuple[Node, int]] = {}
         self.retry_at: dict[str, tuple[float, int]] = {}
         self.metrics: dict[str, float] = {}
         self.dataset_versions: dict[str, int] = {}
         self.cancelled = False  # the pipeline run was ended by someone else
         self.stopping = False  # a step failed for good, or the run was cancelled: start nothing new
+        self.pins = {str(k): int(v) for k, v in pins.items()}
+        self.use_cache = use_cache
+        self._prun_points: list[tuple[str, float, int, int]] = []  # cached steps' metrics, for the run
+        self._prun_tags: dict[str, str] = {}
+        self._ended: list[tracking.EndedRun] = []  # cached steps' runs, not written yet
         self._modules = _modules_for(graph)
+        self._lake: Any = None
+        self._versions: dict[str, int | None] = {}
 
     # -- the walk -------------------------------------------------------------------------
 
@@ -267,53 +322,50 @@ class _Execution:
                     self.records[d].status in ("finished", "cached") for d in node.inputs
                 ):
                     progressed |= self._start(node)  # a cache hit may make dependents ready
+        self._flush_pipeline_log()
 
     def _start(self, node: Node) -> bool:
         """Serve ``node`` from the cache (True) or submit its first attempt (False)."""
         rec = self.records[node.name]
         digests = {r.name: r.digest for r in self.records.values() if r.digest}
         rec.cache_key = cache_key(node, digests)
-        hit = lookup(self.client, self.store, rec.cache_key) if node.step.options.cache else None
+        caching = node.step.options.cache and self.use_cache
+        hit = lookup(self.client, self.store, rec.cache_key, self._version_to_read) if caching else None
         tags = {
             STEP_TAG: node.name,
             KEY_TAG: rec.cache_key,
             "gyre.code_hash": node.step.code_hash,
-            CACHE_TAG: "hit" if hit else ("miss" if node.step.options.cache else "off"),
+            CACHE_TAG: "hit" if hit else ("miss" if caching else "off"),
             **_input_tags(node, digests),
         }
         if hit is not None:
             source, digest = hit
             tags.update({OUTPUT_TAG: digest, "gyre.cache.source": source.id})
-            tags.update({k: v for k, v in source.tags.items() if k.startswith("gyre.dataset.")})
-        run = self.client.start_run(
-            self.pipeline.experiment,
-            node.name,
-            parent_run_id=self.prun.id,
-            tags=tags,
-            capture_environment=False,
-        )
-        rec.run_id = run.id
+            tags.update({k: v for k, v in source.tags.items() if k.startswith(DATASET_TAG)})
         params = _step_params(node)
-        if params:
-            run.log_params(params)
         if hit is None:
+            run = _StepRun.start(self.client, self.pipeline.experiment, node.name, self.prun.id, tags)
+            rec.run_id = run.id
+            if params:
+                run.log(params=params)
             self.step_runs[node.name] = run
             self._submit(node, 1)
             return False
         source, digest = hit
-        if source.metrics:
-            run.log_metrics(dict(source.metrics))
-            self._add_metrics(source.metrics)
+        now_ms = time.time_ns() // 1_000_000
+        points = [(k, v, 0, now_ms) for k, v in source.metrics.items()]
+        # Recorded with the other hits of this pass in one transaction (_flush_pipeline_log):
+        # a cached step costs its bookkeeping, nothing else.
+        ended = tracking.EndedRun(node.name, self.prun.id, tags=dict(tags), params=params, metrics=points)
+        self._ended.append(ended)
+        rec.run_id = ended.id
+        self._add_metrics(source.metrics)
+        self._prun_points.extend(points)
         self._add_dataset_versions(
-            {
-                k[len("gyre.dataset.") :]: int(v)
-                for k, v in source.tags.items()
-                if k.startswith("gyre.dataset.")
-            }
+            {k[len(DATASET_TAG) :]: int(v) for k, v in source.tags.items() if k.startswith(DATASET_TAG)}
         )
-        run.end("FINISHED")
         rec.status, rec.digest, rec.duration_s, rec.attempts = "cached", digest, 0.0, 0
-        self._emit(StepEvent(node.name, "cached", 0, 0.0, f"from run {source.id}", run.id))
+        self._emit(StepEvent(node.name, "cached", 0, 0.0, f"from run {source.id}", rec.run_id))
         return True
 
     def _submit(self, node: Node, attempt: int) -> None:
@@ -336,6 +388,7 @@ class _Execution:
             opts.timeout_s,
             opts.cpus,
             opts.memory,
+            self.pins,
         )
         self.running[self.executor.submit(task)] = (node, attempt)
         self._emit(StepEvent(node.name, "started", attempt, run_id=rec.run_id))
@@ -355,11 +408,15 @@ class _Execution:
             with contextlib.suppress(Conflict):  # the pipeline run was cancelled meanwhile
                 self.client.runs.log_batch(self.prun.id, result.metrics)
         if result is not None and result.ok:
-            if result.dataset_versions:
-                run.log_dataset_versions(result.dataset_versions)
-                self._add_dataset_versions(result.dataset_versions)
-            run.set_tags(
-                {OUTPUT_TAG: result.digest, "gyre.output.size": result.size, "gyre.attempts": attempt}
+            self._add_dataset_versions(result.dataset_versions)
+            self._flush_pipeline_log()
+            run.log(
+                tags={
+                    OUTPUT_TAG: result.digest,
+                    "gyre.output.size": result.size,
+                    "gyre.attempts": attempt,
+                    **{f"{DATASET_TAG}{k}": v for k, v in result.dataset_versions.items()},
+                }
             )
             run.end("FINISHED")
             rec.status, rec.digest, rec.duration_s = "finished", result.digest, result.duration_s
@@ -375,7 +432,7 @@ class _Execution:
         retries = node.step.options.retries
         if not cancelled and attempt <= retries and not self.stopping:
             delay = node.step.options.backoff_s * 2 ** (attempt - 1)
-            run.set_tags({f"gyre.attempt.{attempt}.error": short[:1000]})
+            run.log(tags={f"gyre.attempt.{attempt}.error": short[:1000]})
             self.retry_at[node.name] = (time.monotonic() + delay, attempt + 1)
             rec.status = "retrying"
             self._emit(
@@ -387,7 +444,7 @@ class _Execution:
                 )
             )
             return True
-        run.set_tags({"gyre.attempts": attempt, "gyre.error_type": _error_type(result, error)})
+        run.log(tags={"gyre.attempts": attempt, "gyre.error_type": _error_type(result, error)})
         status = "KILLED" if cancelled or self.cancelled else "FAILED"
         with contextlib.suppress(Conflict):
             run.end(status, message[-8000:])
@@ -422,17 +479,77 @@ class _Execution:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _version_to_read(self, dataset: str) -> int | None:
+        """The version of ``dataset`` a step of this run would read now (None: it is gone)."""
+        if dataset in self.pins:
+            return self.pins[dataset]
+        if dataset not in self._versions:
+            if self._lake is None:
+                from gyre.data.lake import Lake
+
+                self._lake = Lake(self.store_url)
+            try:
+                self._versions[dataset] = self._lake.version(dataset)
+            except NotFound:
+                self._versions[dataset] = None
+        return self._versions[dataset]
+
     def _add_metrics(self, metrics: Mapping[str, float]) -> None:
         self.metrics.update(metrics)
 
     def _add_dataset_versions(self, versions: Mapping[str, int]) -> None:
         if versions:
             self.dataset_versions.update(versions)
-            self.prun.log_dataset_versions(dict(versions))
+            self.prun.dataset_versions.update(versions)
+            self._prun_tags.update({f"{DATASET_TAG}{k}": str(v) for k, v in versions.items()})
+
+    def _flush_pipeline_log(self) -> None:
+        """Write the cached steps' runs, and what steps added to the pipeline run, at once."""
+        if self._ended:
+            ended, self._ended = self._ended, []
+            tracking.record_runs(self.meta, self.pipeline.experiment, ended)
+        if self._prun_points or self._prun_tags:
+            points, tags = self._prun_points, self._prun_tags
+            self._prun_points, self._prun_tags = [], {}
+            with contextlib.suppress(Conflict):  # the pipeline run was cancelled meanwhile
+                self.client.runs.log_batch(self.prun.id, points, tags=tags)
 
     def _emit(self, event: StepEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+
+class _StepRun:
+    """A step's run, written straight through the backend.
+
+    Not an :class:`ActiveRun`: a step logs through its attempt's result, never live, so a
+    buffering thread per step would only cost time (about 4 ms a step, a cached one's most).
+    """
+
+    def __init__(self, client: Client, run_id: str) -> None:
+        self._backend = client.backend
+        self.id = run_id
+
+    @classmethod
+    def start(
+        cls, client: Client, experiment: str, name: str, parent_run_id: str, tags: Mapping[str, Any]
+    ) -> _StepRun:
+        info = client.backend.create_run(
+            experiment, name=name, parent_run_id=parent_run_id, tags={k: str(v) for k, v in tags.items()}
+        )
+        return cls(client, info.id)
+
+    def log(
+        self,
+        metrics: list[tuple[str, float, int, int]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        if metrics or params or tags:
+            self._backend.log_batch(self.id, metrics or (), dict(params or {}), dict(tags or {}))
+
+    def end(self, status: str, error: str | None = None) -> None:
+        self._backend.finish_run(self.id, status, error)
 
 
 class _Outputs(Mapping[str, Any]):
@@ -459,14 +576,43 @@ class _Outputs(Mapping[str, Any]):
 
 
 def _conclude(
-    client: Client, pipeline: Pipeline, prun: ActiveRun, result: Any, execution: _Execution
+    client: Client, pipeline: Pipeline, prun: ActiveRun, result: Any, execution: _Execution, register: bool
 ) -> Outcome:
     from gyre.pipelines.outcome import conclude
 
     outputs = result if isinstance(result, dict) else {"result": result}
     return conclude(
-        client, pipeline, prun, outputs, dict(execution.metrics), dict(execution.dataset_versions)
+        client,
+        pipeline,
+        prun,
+        outputs,
+        dict(execution.metrics),
+        dict(execution.dataset_versions),
+        register=register,
     )
+
+
+class _Heartbeat:
+    """Writes the run's heartbeat tag every ``HEARTBEAT_S`` seconds until stopped or the run ends."""
+
+    def __init__(self, client: Client, run_id: str) -> None:
+        self._client, self._run_id = client, run_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"gyre-heartbeat-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._client.runs.log_batch(self._run_id, tags={HEARTBEAT_TAG: utcnow().isoformat()})
+            except Conflict:  # the run ended (or was cancelled): nothing left to vouch for
+                return
+            except Exception as exc:  # a database blip: the next beat tries again
+                log.warning("pipeline run %s: heartbeat not written: %s", self._run_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _task_args(value: Any, digests: Mapping[str, str]) -> Any:

@@ -184,21 +184,26 @@ class NewData(Trigger):
 
 @dataclass(frozen=True)
 class AlertFired(Trigger):
-    """Run when a monitoring alert fires (``alert.fired``), optionally only for one monitor or severity."""
+    """Run when a monitoring alert fires (``alert.fired``): any, or only those of one alert
+    rule (``rule="fraud_drift"``) or on one endpoint's monitor (``monitor="fraud"``)."""
 
     kind: ClassVar[str] = "alert"
+    rule: str | None = None
     monitor: str | None = None
-    severity: str | None = None
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "monitor": self.monitor, "severity": self.severity}
+        return {"kind": self.kind, "rule": self.rule, "monitor": self.monitor}
+
+    def references(self) -> list[tuple[str, str]]:
+        return [("alert_rule", self.rule)] if self.rule else []
 
     def matches(self, event_type: str, payload: Mapping[str, Any]) -> bool:
         if event_type != ALERT_FIRED:
             return False
-        if self.monitor is not None and payload.get("monitor") != self.monitor:
+        if self.rule is not None and payload.get("rule") != self.rule:
             return False
-        return self.severity is None or payload.get("severity") == self.severity
+        # A monitor is named after the endpoint it watches; the event names that endpoint.
+        return self.monitor is None or payload.get("endpoint") == self.monitor
 
 
 @dataclass(frozen=True)

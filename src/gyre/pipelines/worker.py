@@ -51,6 +51,7 @@ class StepTask:
     timeout_s: float | None = None
     cpus: float | None = None
     memory: int | None = None
+    pins: dict[str, int] = field(default_factory=dict)  # dataset versions to read (a reproduction)
 
 
 @dataclass
@@ -73,7 +74,14 @@ def run_task(task: StepTask) -> StepResult:
     import os
 
     started = time.perf_counter()
-    ctx = StepContext(task.step, task.run_id, task.pipeline_run_id, task.attempt)
+    ctx = StepContext(
+        task.step,
+        task.run_id,
+        task.pipeline_run_id,
+        task.attempt,
+        pins=dict(task.pins),
+        store_url=task.store_url,
+    )
     try:
         _prepare(task.modules, task.sys_path)
         fn, args, kwargs = cloudpickle.loads(task.payload)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 
 from gyre.cli.main import app
 from gyre.client.client import Client
+from gyre.errors import NotFound
 
 Invoke = Callable[..., Result]
 
@@ -134,6 +135,20 @@ def test_pipelines_list_and_show(cli: Invoke, project: Path) -> None:
     assert [s["status"] for s in as_json["steps"]] == ["finished", "finished"]
     assert max(len(line) for line in detail.stdout.splitlines()) <= 100
 
+    # 'gyre runs show' gives a pipeline run's steps, gates and outcome too.
+    via_runs = cli("runs", "show", run_id)
+    assert via_runs.exit_code == 0, via_runs.output
+    lines = via_runs.stdout.splitlines()
+    assert next(x for x in lines if x.startswith("fit ")).split()[:4] == ["fit", "finished", "miss", "1"]
+    assert "auc >= 0.8  pass" in via_runs.stdout and "Outcome: registered" in via_runs.stdout
+    assert "gyre.gates" not in via_runs.stdout  # shown as the Gates table, not as a raw tag
+    assert max(len(line) for line in lines) <= 100
+    runs_json = json.loads(cli("runs", "show", run_id, "--json").stdout)
+    assert runs_json["pipeline"]["outcome"]["decision"] == "registered"
+    assert [s["attempts"] for s in runs_json["pipeline"]["steps"]] == [1, 1]
+    step_json = json.loads(cli("runs", "show", runs_json["pipeline"]["steps"][0]["run_id"], "--json").stdout)
+    assert "pipeline" not in step_json  # a step's run is shown as a plain run
+
     nothing = cli("pipelines", "show", "nope")
     assert (
         nothing.exit_code == 1 and "neither a pipeline of this project nor a pipeline run" in nothing.stderr
@@ -154,6 +169,10 @@ def test_models_approve_and_reject(cli: Invoke, project: Path, client: Client) -
     held = cli("run", "train")
     assert held.exit_code == 0, held.output
     assert "Outcome: held" in held.stdout and "gyre models approve train 1" in held.stdout
+    # A held version is not what models:/train/latest means until it is approved.
+    assert client.models.get_version("train", 1).status == "pending_review"
+    with pytest.raises(NotFound, match="held for review"):
+        client.models.resolve("models:/train/latest")
     approved = cli("models", "approve", "train", "1", "--reason", "checked")
     assert approved.exit_code == 0, approved.output
     assert "Approved train version 1: it is now the challenger" in approved.stdout
@@ -161,7 +180,13 @@ def test_models_approve_and_reject(cli: Invoke, project: Path, client: Client) -
     again = cli("models", "reject", "train", "1")
     assert again.exit_code == 1 and "already approved (checked)" in again.stderr
 
+    assert client.models.resolve("models:/train/latest").version == 1
+
     cli("run", "train", "-p", "rows=12")
+    assert client.models.resolve("models:/train/latest").version == 1  # v2 waits for review
     rejected = cli("models", "reject", "train", "2", "-r", "not now")
     assert rejected.exit_code == 0 and "Rejected train version 2" in rejected.stdout
     assert client.models.get("train").aliases == {"challenger": 1}
+    assert client.models.get_version("train", 2).status == "rejected"
+    assert client.models.resolve("models:/train/latest").version == 1
+    assert client.models.resolve("models:/train/2").version == 2  # still loadable by number

@@ -116,15 +116,19 @@ def test_new_data_from_an_event_and_matching() -> None:
         NewData("payments", min_interval="soon")
 
 
-def test_alert_trigger_matches_its_monitor() -> None:
-    any_alert, fraud = AlertFired(), AlertFired(monitor="fraud-drift", severity="critical")
-    event = {"monitor": "fraud-drift", "severity": "critical"}
-    assert any_alert.matches("alert.fired", {"monitor": "x"})
-    assert fraud.matches("alert.fired", event)
-    assert not fraud.matches("alert.fired", {**event, "severity": "warning"})
-    assert not fraud.matches("alert.resolved", event)
-    triggers = [Schedule("@daily"), NewData("payments"), fraud]
-    assert matching_triggers(triggers, "alert.fired", event) == [fraud]
+def test_alert_trigger_matches_its_rule_or_monitor() -> None:
+    any_alert, drift = AlertFired(), AlertFired(rule="fraud_drift", monitor="fraud")
+    # the payload the alert engine writes with alert.fired
+    event = {"rule": "fraud_drift", "subject": "endpoint:fraud", "endpoint": "fraud", "alert_id": "01J"}
+    assert any_alert.matches("alert.fired", {"rule": "x", "endpoint": None})
+    assert drift.matches("alert.fired", event)
+    assert not drift.matches("alert.fired", {**event, "rule": "latency"})
+    assert not drift.matches("alert.fired", {**event, "endpoint": "other"})
+    assert not drift.matches("alert.resolved", event)
+    assert AlertFired(monitor="fraud").matches("alert.fired", {**event, "rule": "latency"})
+    assert drift.references() == [("alert_rule", "fraud_drift")]
+    triggers = [Schedule("@daily"), NewData("payments"), drift]
+    assert matching_triggers(triggers, "alert.fired", event) == [drift]
 
 
 # -- concurrency -----------------------------------------------------------------------------
