@@ -25,7 +25,7 @@ from gyre.meta.dialects import SqlDialect, dialect_for
 from gyre.meta.schema import AuditRecord, Event
 
 # The newest Alembic revision this Gyre knows; a test checks it equals the scripts' head.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 

@@ -100,6 +100,10 @@ class RunTag(Base):
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
+    # Runs are found by tag value (a pipeline step's cache key, a reproduction's source): a hash
+    # index on PostgreSQL, where a long value would not fit a B-tree entry.
+    __table_args__ = (Index("ix_run_tags_value", "value", postgresql_using="hash"),)
+
 
 class Param(Base):
     __tablename__ = "params"
