@@ -14,6 +14,7 @@ import importlib.util
 import json
 import re
 import sys
+import types
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -155,9 +156,23 @@ def load_definitions(root: Path, modules: Iterable[str]) -> Definitions:
     return found
 
 
+PROJECT_PACKAGE = "gyre_project"
+
+
+def ensure_project_package() -> None:
+    """Make ``gyre_project`` (the package the definition modules are imported under) exist,
+    so ``gyre_project.definitions`` can be imported by name, e.g. by pickle when a step that
+    calls one of the module's functions is sent to a worker process."""
+    if PROJECT_PACKAGE not in sys.modules:
+        package = types.ModuleType(PROJECT_PACKAGE, "The project's definition modules, as Gyre imports them.")
+        package.__path__ = []  # a package with no files of its own: its modules come from _import_file
+        sys.modules[PROJECT_PACKAGE] = package
+
+
 def _import_file(root: Path, path: Path) -> Any:
     rel = path.relative_to(root).with_suffix("")
-    name = "gyre_project." + ".".join(rel.parts)
+    name = f"{PROJECT_PACKAGE}." + ".".join(rel.parts)
+    ensure_project_package()
     if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

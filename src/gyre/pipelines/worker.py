@@ -23,6 +23,7 @@ from typing import Any
 
 import cloudpickle
 
+from gyre.definitions import ensure_project_package
 from gyre.pipelines.context import StepContext, enter, leave
 
 _STORES: dict[str, Any] = {}
@@ -166,6 +167,7 @@ def _prepare(modules: list[tuple[str, str | None]], sys_path: list[str]) -> None
     for entry in sys_path:
         if entry not in sys.path:
             sys.path.append(entry)
+    ensure_project_package()
     for name, file in modules:
         if name in sys.modules:
             continue

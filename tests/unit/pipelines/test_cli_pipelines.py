@@ -190,3 +190,30 @@ def test_models_approve_and_reject(cli: Invoke, project: Path, client: Client) -
     assert client.models.get_version("train", 2).status == "rejected"
     assert client.models.resolve("models:/train/latest").version == 1
     assert client.models.resolve("models:/train/2").version == 2  # still loadable by number
+
+
+HELPERS = """
+import gyre
+
+
+def double(values):
+    return [v * 2 for v in values]
+
+
+@gyre.step
+def doubled(rows: int) -> list:
+    return double(list(range(rows)))
+
+
+@gyre.pipeline(name="helpers")
+def helpers(rows: int = 3):
+    return {"data": doubled(rows)}
+"""
+
+
+def test_steps_call_plain_functions_of_the_definitions_module(cli: Invoke, project: Path) -> None:
+    """A step runs in a worker process; the module-level helper it calls comes along."""
+    (project / "definitions.py").write_text(HELPERS)
+    result = cli("run", "helpers", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "FINISHED"
