@@ -10,7 +10,8 @@
    50 ms a step cold, under 5 ms cached.
 2. Scaling: 8 independent CPU-bound steps of about a second each (a pure-Python loop,
    calibrated here) on the Ray executor with 1 and then 2 local CPUs; the speed-up should
-   be near 2x. The limit is the same 8 calls made directly, one after the other.
+   be near 2x, or at least 0.9x of what plain processes get from the machine. The limit is
+   the same 8 calls on a pool of 1 or 2 plain processes, timed in the same run.
 
 Every run is recorded in a fresh temporary project (SQLite metadata, local store), as a
 user's would be. Timings are printed, never asserted; each figure is the median of a few
@@ -20,6 +21,7 @@ repetitions after an untimed warm-up.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import statistics
@@ -192,6 +194,15 @@ def scaling_phase(client: Any, sizes: Sizes) -> dict[str, Any]:
     pipe = fan(iterations)
     out: dict[str, Any] = {"iterations": iterations, "direct_sequential_s": direct}
     for cpus in (1, 2):
+        # The physical limit: the same calls on a pool of plain processes, started beforehand.
+        # On a shared or hyperthreaded machine two processes rarely get 2x; this says what
+        # the machine gives, measured in the same run.
+        with multiprocessing.get_context("spawn").Pool(cpus) as pool:
+            pool.starmap(burn, [(1, seed) for seed in range(cpus)])
+            start = time.perf_counter()
+            pool.starmap(burn, [(iterations, seed) for seed in range(PARALLEL)])
+            out[f"pool_{cpus}cpu_s"] = time.perf_counter() - start
+    for cpus in (1, 2):
         if ray.is_initialized():
             ray.shutdown()
         with RayExecutor("local", init_options={"num_cpus": cpus, "log_to_driver": False}) as ex:
@@ -244,11 +255,16 @@ def rows(r: Results) -> list[dict[str, Any]]:
                 "best_per_step_s": best_step,
             }
         )
-    seq = s.get("direct_sequential_s")
     one, two = s.get("ray_1cpu_s"), s.get("ray_2cpu_s")
+    pool_one, pool_two = s.get("pool_1cpu_s"), s.get("pool_2cpu_s")
     for cpus, took in ((1, one), (2, two)):
-        limit = None if seq is None else seq / cpus
+        limit = s.get(f"pool_{cpus}cpu_s")
         speedup = one / two if cpus == 2 and one and two else None
+        machine = pool_one / pool_two if cpus == 2 and pool_one and pool_two else None
+        verdict = ""
+        if speedup is not None and machine is not None:
+            met = speedup >= 1.8 or speedup >= 0.9 * machine
+            verdict = f"{speedup:.2f}x (machine {machine:.2f}x) " + ("yes" if met else "NO")
         out.append(
             {
                 "work": f"{PARALLEL} independent ~{s.get('burn_s', 1):g} s CPU steps, Ray, {cpus} CPU",
@@ -256,8 +272,8 @@ def rows(r: Results) -> list[dict[str, Any]]:
                 "limit": _s(limit),
                 "ratio": f"{took / limit:.2f}x" if took and limit else "—",
                 "per_step": _ms(None if took is None or limit is None else (took - limit) * cpus / PARALLEL),
-                "goal": "speed-up ~2x vs 1 CPU" if cpus == 2 else "",
-                "met": "" if speedup is None else f"{speedup:.2f}x " + ("yes" if speedup >= 1.8 else "NO"),
+                "goal": "speed-up ~2x, or ≥0.9x the machine's" if cpus == 2 else "",
+                "met": verdict,
                 "concurrency": s.get(f"ray_{cpus}cpu_concurrency"),
                 "speedup": speedup,
             }
@@ -287,8 +303,9 @@ def report(r: Results, meta: dict[str, Any]) -> str:
         "",
         "Overhead per step: (pipeline wall time - the same functions called directly) / steps, from",
         "the median run (and the best one: what the machine gives when nothing else competes for it).",
-        "The Ray limit is the steps called directly one after the other, divided by the CPUs given",
-        "to Ray. Other processes on the machine (see the load average) slow every figure here.",
+        "The Ray limit is the same steps on a pool of as many plain processes as Ray has CPUs, in the",
+        "same run: what the machine gives parallel work. Other processes (see the load average) slow",
+        "every figure here.",
     ]
     if concurrency:
         lines += [
