@@ -71,6 +71,31 @@ def log(message: str) -> None:
 # -- data both sides log -----------------------------------------------------------------
 
 
+class Phases:
+    """A benchmark's figures by phase, and the errors of phases that failed: a failed phase is
+    recorded and the others still run (``GYRE_BENCH_DEBUG=1`` logs its traceback)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
+
+    def attempt(self, phase: str, fn: Callable[[], Any]) -> None:
+        log(f"[{phase}]")
+        start = time.perf_counter()
+        try:
+            self.data[phase] = fn()
+            log(f"  done in {time.perf_counter() - start:.0f} s")
+        except Exception as exc:
+            import traceback
+
+            detail = traceback.format_exc() if os.environ.get("GYRE_BENCH_DEBUG") else ""
+            message = f"{phase}: {type(exc).__name__}: {exc}"
+            self.errors.append(message)
+            log(f"  FAILED {message}\n{detail}")
+
+
 def search_run_fields(i: int) -> tuple[dict[str, str], dict[str, float]]:
     """Params and metrics of the ``i``-th seeded run, identical for Gyre and the peer."""
     rng = random.Random(i)

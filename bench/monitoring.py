@@ -48,13 +48,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from _common import (
+    Phases,
     Row,
     apply_thread_env,
     child_env,
@@ -105,25 +105,8 @@ FULL = Sizes(rows=(100_000, 1_000_000), fp_rows=FP_ROWS, repeat=5, budget_s=20.0
 QUICK = Sizes(rows=(100_000,), fp_rows=20_000, repeat=3, budget_s=5.0)
 
 
-class Results:
+class Results(Phases):
     """Figures by phase, plus the errors of phases that failed (the others still run)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
-
-    def attempt(self, phase: str, fn: Callable[[], dict[str, Any]]) -> None:
-        log(f"[{phase}]")
-        start = time.perf_counter()
-        try:
-            self.data[phase] = fn()
-            log(f"  done in {time.perf_counter() - start:.0f} s")
-        except Exception as exc:
-            detail = traceback.format_exc() if os.environ.get("GYRE_BENCH_DEBUG") else ""
-            message = f"{phase}: {type(exc).__name__}: {exc}"
-            self.errors.append(message)
-            log(f"  FAILED {message}\n{detail}")
 
 
 # -- data --------------------------------------------------------------------------------------------

@@ -28,14 +28,12 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import gyre
-from _common import apply_thread_env, dump_json, install_sigterm_handler, log, markdown_table
+from _common import Phases, apply_thread_env, dump_json, install_sigterm_handler, markdown_table
 
 CHAIN = 20
 PARALLEL = 8
@@ -91,24 +89,8 @@ def fan(n: int) -> Any:
 # -- phases ----------------------------------------------------------------------------------
 
 
-class Results:
+class Results(Phases):
     """Figures by phase, plus the errors of phases that failed (the others still run)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-        self.errors: list[str] = []
-        self.notes: list[str] = []
-
-    def attempt(self, phase: str, fn: Callable[[], dict[str, Any]]) -> None:
-        log(f"[{phase}]")
-        start = time.perf_counter()
-        try:
-            self.data[phase] = fn()
-            log(f"  done in {time.perf_counter() - start:.0f} s")
-        except Exception as exc:
-            detail = traceback.format_exc() if os.environ.get("GYRE_BENCH_DEBUG") else ""
-            self.errors.append(f"{phase}: {type(exc).__name__}: {exc}")
-            log(f"  FAILED {type(exc).__name__}: {exc}\n{detail}")
 
 
 def _median(times: list[float]) -> float:

@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    Phases,
     Server,
     apply_thread_env,
     child_env,
@@ -110,24 +110,12 @@ class Setup:
     bodies: dict[str, list[str]] = field(default_factory=dict)
 
 
-class Results:
+class Results(Phases):
     """Figures by phase; a failed phase is recorded and the others still run."""
 
     def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-        self.errors: list[str] = []
+        super().__init__()
         self.log_checks: list[dict[str, Any]] = []
-
-    def attempt(self, phase: str, fn: Callable[[], Any]) -> None:
-        log(f"[{phase}]")
-        start = time.perf_counter()
-        try:
-            self.data[phase] = fn()
-            log(f"  done in {time.perf_counter() - start:.0f} s")
-        except Exception as exc:
-            detail = traceback.format_exc() if os.environ.get("GYRE_BENCH_DEBUG") else ""
-            self.errors.append(f"{phase}: {type(exc).__name__}: {exc}")
-            log(f"  FAILED {type(exc).__name__}: {exc}\n{detail}")
 
 
 # -- setup -------------------------------------------------------------------------------------
