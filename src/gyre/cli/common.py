@@ -27,6 +27,14 @@ PortOption = Annotated[
         show_default=False,
     ),
 ]
+ComputeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--compute",
+        metavar="URL",
+        help="Executor: local, ray:local, ray://host:port. Default: \\[backends] compute.",
+    ),
+]
 JsonFlag = Annotated[
     bool,
     typer.Option("--json", metavar="", help="Print JSON to stdout instead of a table (for scripts and jq)."),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gyre.cli.common import JsonFlag, open_client
+from gyre.cli.common import ComputeOption, JsonFlag, open_client
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,14 +55,7 @@ def run(
         list[str] | None,
         typer.Option("--param", "-p", metavar="NAME=VALUE", help="A parameter value; repeatable."),
     ] = None,
-    compute: Annotated[
-        str | None,
-        typer.Option(
-            "--compute",
-            metavar="URL",
-            help="Executor: local, ray:local, ray://host:port. Default: [backends] compute.",
-        ),
-    ] = None,
+    compute: ComputeOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Run a pipeline of the project now, showing each step as it starts and ends.

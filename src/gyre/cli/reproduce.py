@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gyre.cli.common import JsonFlag, open_client
+from gyre.cli.common import ComputeOption, JsonFlag, open_client
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,14 +30,7 @@ def reproduce(
             help="Largest absolute metric difference still counted as the same. Default: 0 (exact).",
         ),
     ] = 0.0,
-    compute: Annotated[
-        str | None,
-        typer.Option(
-            "--compute",
-            metavar="URL",
-            help="Executor: local, ray:local, ray://host:port. Default: [backends] compute.",
-        ),
-    ] = None,
+    compute: ComputeOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Run a pipeline run again on the dataset versions it read, and compare its metrics.
