@@ -19,16 +19,17 @@ once per feature list and cached; a call encodes keys, reads each view once, and
 from __future__ import annotations
 
 import json
+import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from gyre.errors import InvalidArgument, NotFound, did_you_mean
 from gyre.features.definitions import parse_ref
 from gyre.features.online.base import OnlineStore
-from gyre.features.online.codec import entity_key, to_us
+from gyre.features.online.codec import entity_key, single_key, to_us
 from gyre.features.spec import ColumnFeature, ViewSpec, WindowFeature
 
 US_PER_S = 1_000_000
@@ -88,6 +89,8 @@ _EMPTY = {"count": 0, "count_distinct": 0}
 
 @dataclass
 class _ViewPlan:
+    """One view's part of a lookup, resolved once: what to read and how to shape it."""
+
     view: str
     join_keys: tuple[str, ...]
     ttl_us: int | None
@@ -95,16 +98,53 @@ class _ViewPlan:
     columns: list[tuple[str, str]] = field(default_factory=list)
     # (output name, column, function, window in µs)
     windows: list[tuple[str, str, str, int]] = field(default_factory=list)
+    empty: dict[str, Any] = field(default_factory=dict)
+    """The values of an entity with nothing stored (copied, never handed out)."""
+    max_window_us: int = 0
+    stored: list[str] = field(default_factory=list)
+    """The columns of :attr:`columns`, in order."""
+    names: list[str] | None = None
+    """Their output names, or ``None`` where those are the column names."""
 
-    @property
-    def max_window_us(self) -> int:
-        return max(w[3] for w in self.windows)
+    def finish(self) -> None:
+        """Fill in what follows from the features (once all are added)."""
+        self.stored = [column for _, column in self.columns]
+        names = [name for name, _ in self.columns]
+        self.names = names if names != self.stored else None
+        self.empty = dict.fromkeys((name for name, _ in self.columns), None)
+        self.empty.update({name: _EMPTY.get(fn) for name, _, fn, _ in self.windows})
+        self.max_window_us = max((w[3] for w in self.windows), default=0)
 
-    def empty(self) -> dict[str, Any]:
-        """The values of an entity with nothing stored."""
-        out: dict[str, Any] = dict.fromkeys((name for name, _ in self.columns), None)
-        out.update({name: _EMPTY.get(fn) for name, _, fn, _ in self.windows})
-        return out
+    def keys(self, entity_rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+        """Each row's entity key; ``None`` for a row with a null join key (it matches nothing,
+        as in a SQL join)."""
+        try:
+            if len(self.join_keys) == 1:
+                name = self.join_keys[0]
+                keys: list[str | None] = []
+                for row in entity_rows:
+                    v = row[name]
+                    keys.append(f"[{v}]" if type(v) is int else None if v is None else single_key(v))
+                return keys
+            rows = [[row[k] for k in self.join_keys] for row in entity_rows]
+        except (KeyError, TypeError):
+            self._refuse(entity_rows)
+            raise
+        return [None if any(v is None for v in values) else entity_key(values) for values in rows]
+
+    def _refuse(self, entity_rows: Sequence[Mapping[str, Any]]) -> None:
+        """Raise the error of the first row without this view's join keys."""
+        for i, row in enumerate(entity_rows):
+            try:
+                for k in self.join_keys:
+                    row[k]
+            except KeyError as exc:
+                raise InvalidArgument(
+                    f"Entity row {i} has no '{exc.args[0]}', a join key of feature view '{self.view}' "
+                    f"(its join keys: {', '.join(self.join_keys)})."
+                ) from None
+            except TypeError:
+                raise InvalidArgument(f"Entity row {i} is a {type(row).__name__}, not a mapping.") from None
 
 
 @dataclass
@@ -163,10 +203,12 @@ class OnlineLookup:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
             self._plans[key] = plan
-        at_us = to_us(at if at is not None else datetime.now(UTC))
-        results: list[dict[str, Any]] = [{} for _ in entity_rows]
-        for view_plan in plan.views:
-            self._read(view_plan, entity_rows, at_us, results)
+        at_us = to_us(at) if at is not None else time.time_ns() // 1000
+        views = plan.views
+        results = self._read(views[0], entity_rows, at_us)
+        for i in range(1, len(views)):
+            for out, values in zip(results, self._read(views[i], entity_rows, at_us), strict=True):
+                out.update(values)
         if plan.reorder:
             return [{name: row[name] for name in plan.names} for row in results]
         return results
@@ -210,74 +252,77 @@ class OnlineLookup:
                     f"{', '.join(view.feature_names)}." + did_you_mean(feature, view.feature_names)
                 )
         views = list(plans.values())
+        for view_plan in views:
+            view_plan.finish()
         natural = [n for p in views for n in [*(c[0] for c in p.columns), *(w[0] for w in p.windows)]]
         return _Plan(list(names), views, reorder=natural != list(names))
 
     # -- reading -------------------------------------------------------------------------------
 
     def _read(
-        self,
-        plan: _ViewPlan,
-        entity_rows: Sequence[Mapping[str, Any]],
-        at_us: int,
-        results: list[dict[str, Any]],
-    ) -> None:
-        keys: list[str | None] = []
-        for i, row in enumerate(entity_rows):
-            try:
-                values = [row[k] for k in plan.join_keys]
-            except KeyError as exc:
-                raise InvalidArgument(
-                    f"Entity row {i} has no '{exc.args[0]}', a join key of feature view '{plan.view}' "
-                    f"(its join keys: {', '.join(plan.join_keys)})."
-                ) from None
-            except TypeError:
-                raise InvalidArgument(f"Entity row {i} is a {type(row).__name__}, not a mapping.") from None
-            # A null key matches nothing, as in a SQL join.
-            keys.append(None if any(v is None for v in values) else entity_key(values))
-        unique = list(dict.fromkeys(k for k in keys if k is not None))
+        self, plan: _ViewPlan, entity_rows: Sequence[Mapping[str, Any]], at_us: int
+    ) -> list[dict[str, Any]]:
+        """The view's values for each entity row, each row a new dict."""
+        keys = plan.keys(entity_rows)
+        if len(keys) == 1:
+            wanted: list[str] = keys if keys[0] is not None else []  # type: ignore[assignment]
+        else:
+            unique = dict.fromkeys(keys)
+            unique.pop(None, None)
+            wanted = list(unique)  # type: ignore[arg-type]
         latest, events = self.store.read_view(
             plan.view,
-            unique,
+            wanted,
             latest=bool(plan.columns),
             events=(at_us - plan.max_window_us, at_us) if plan.windows else None,
         )
-        computed = {
-            key: self._values(
-                plan,
-                at_us,
-                latest[i] if latest is not None else None,
-                events[i] if events is not None else None,
-            )
-            for i, key in enumerate(unique)
-        }
-        empty = plan.empty()
-        for key, out in zip(keys, results, strict=True):
-            out.update(computed[key] if key is not None else empty)
+        computed: dict[str | None, dict[str, Any]] = {}
+        if events is None:  # column features only: the common case, kept lean
+            assert latest is not None
+            columns, stored, names, ttl_us = plan.columns, plan.stored, plan.names, plan.ttl_us
+            oldest = at_us - ttl_us if ttl_us is not None else None
+            for key, hit in zip(wanted, latest, strict=True):
+                if hit is not None and hit[0] <= at_us and (oldest is None or hit[0] > oldest):
+                    row = hit[1]
+                    # A row holding just the requested columns, in order (all of a view's
+                    # features, the usual request), is renamed at most, not rebuilt.
+                    if list(row) != stored:
+                        computed[key] = {name: row.get(column) for name, column in columns}
+                    elif names is None:
+                        computed[key] = row
+                    else:
+                        computed[key] = dict(zip(names, row.values(), strict=True))
+        else:
+            hits = latest if latest is not None else [None] * len(wanted)
+            for key, hit, found in zip(wanted, hits, events, strict=True):
+                computed[key] = self._values(plan, at_us, hit, found)
+        empty = plan.empty
+        if len(keys) == 1:  # nothing to share a dict with
+            only = computed.get(keys[0])
+            return [only if only is not None else dict(empty)]
+        return [dict(computed.get(key, empty)) for key in keys]
 
     @staticmethod
     def _values(
         plan: _ViewPlan,
         at_us: int,
-        latest: tuple[tuple[int, ...], dict[str, Any]] | None,
-        events: list[tuple[int, dict[str, Any]]] | None,
+        latest: tuple[int, dict[str, Any]] | None,
+        events: list[tuple[int, dict[str, Any]]],
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if plan.columns:
             row = None
             if latest is not None:
-                t = latest[0][0]
+                t = latest[0]
                 if t <= at_us and (plan.ttl_us is None or t > at_us - plan.ttl_us):
                     row = latest[1]
             for name, column in plan.columns:
                 out[name] = row.get(column) if row is not None else None
-        if plan.windows:
-            events = events or []
-            times = [t for t, _ in events]
-            for name, column, function, window_us in plan.windows:
-                start = bisect_right(times, at_us - window_us)
-                if function == "count":
-                    out[name] = len(events) - start
-                else:
-                    out[name] = _AGGREGATES[function]([v.get(column) for _, v in events[start:]])
+        times = [t for t, _ in events]
+        for name, column, function, window_us in plan.windows:
+            start = bisect_right(times, at_us - window_us)
+            if function == "count":
+                out[name] = len(events) - start
+            else:
+                out[name] = _AGGREGATES[function]([v.get(column) for _, v in events[start:]])
         return out

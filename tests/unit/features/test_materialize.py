@@ -11,14 +11,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from gyre.data.lake import Lake
 from gyre.errors import InvalidArgument, NotFound
+from gyre.features._parquet import with_dictionaries
 from gyre.features.lookup import OnlineLookup
-from gyre.features.materialize import _entity_keys, _json_objects, materialize
+from gyre.features.materialize import _entity_keys, _json_objects, encode_orders, materialize
 from gyre.features.online import OnlineStore
+from gyre.features.online.base import encode_order
 from gyre.features.online.codec import decode_values, encode_values, entity_key, to_us
 from gyre.features.spec import ColumnFeature, ViewSpec, WindowFeature
 
@@ -228,6 +231,106 @@ def test_ties_go_to_the_row_ingested_last(lake: Lake, online_store: OnlineStore)
     ]
 
 
+def test_latest_rows_over_a_wide_time_span(lake: Lake, online_store: OnlineStore) -> None:
+    """Two centuries x 2,000 rows do not pack into 64 bits (the wider path); ties still go to
+    the row ingested last, across versions too."""
+    old, new = datetime(1900, 1, 1), datetime(2100, 1, 1)
+    batches = []
+    for version in range(2):
+        n = 1000
+        users = [i % 7 for i in range(n)]
+        times = [new if i % 50 == version else old + timedelta(days=i) for i in range(n)]
+        batches.append(
+            pa.table(
+                {"user_id": users, "ts": times, "amount": [float(version * n + i) for i in range(n)]},
+                schema=SCHEMA.remove(3),
+            )
+        )
+        lake.append("payments", batches[-1])
+    view = make_view(columns=(ColumnFeature("last_amount", "amount"),), windows=())
+    materialize(lake, online_store, [view], now=at(0))
+    rows_in_order = [r for batch in batches for r in batch.to_pylist()]
+    want = {}
+    for position, r in enumerate(rows_in_order):  # the latest time, then the last ingested
+        best = want.get(r["user_id"])
+        if best is None or (r["ts"], position) > best[0]:
+            want[r["user_id"]] = ((r["ts"], position), r["amount"])
+    got = get(online_store, view, list(range(7)), datetime(2200, 1, 1))
+    assert [row["last_amount"] for row in got] == [want[u][1] for u in range(7)]
+
+
+def test_dictionary_encoded_strings(lake: Lake, online_store: OnlineStore) -> None:
+    """Category strings (a string key, a string feature) read as dictionaries give the values
+    plain strings give, and a file of unique strings turns that off for its column."""
+    n = 3000
+    categories = pa.table(
+        {
+            "account": [f"acct-{i % 40}" for i in range(n)],
+            "ts": [BASE + timedelta(seconds=i % 500) for i in range(n)],
+            "plan": [["free", "pro", None, "team é"][i % 4] for i in range(n)],
+            "amount": [float(i) for i in range(n)],
+        }
+    )
+    unique = categories.set_column(2, "plan", pa.array([f"custom-plan-{i:06d}" for i in range(n)]))
+    view = ViewSpec(
+        "accounts",
+        "account",
+        ("account",),
+        "accounts",
+        "ts",
+        None,
+        (ColumnFeature("plan", "plan"), ColumnFeature("amount", "amount")),
+        (),
+    )
+    refs = ["accounts:plan", "accounts:amount"]
+    rows = [{"account": f"acct-{i}"} for i in range(41)]
+    for version, table in enumerate([categories, unique]):
+        lake.append("accounts", table)
+        dataset = lake.open_files("accounts", lake.data_files("accounts"))
+        schema, _ = with_dictionaries(dataset.schema, list(dataset.get_fragments()), ["account", "plan"])
+        assert [pa.types.is_dictionary(schema.field(c).type) for c in ("account", "plan")] == [
+            True,
+            version == 0,
+        ]
+        materialize(lake, online_store, [view], now=at(1000))
+        everything = lake.open_files("accounts", lake.data_files("accounts")).to_table()
+        want: dict[str, tuple[Any, ...]] = {}
+        for position, r in enumerate(everything.to_pylist()):
+            if r["account"] not in want or (r["ts"], position) > want[r["account"]][0]:
+                want[r["account"]] = ((r["ts"], position), r["plan"], r["amount"])
+        got = OnlineLookup(online_store, [view]).get(rows, refs, at=at(1000))
+        assert got[:40] == [
+            {"plan": want[r["account"]][1], "amount": want[r["account"]][2]} for r in rows[:40]
+        ]
+        assert got[40] == {"plan": None, "amount": None}
+
+
+def test_small_batches_and_reductions_change_nothing(
+    lake: Lake, online_store: OnlineStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed batches, several reductions and flushes per run (memory bounds met with tiny
+    sizes) leave the store as one pass over everything does."""
+    for version in range(3):
+        lake.append(
+            "payments",
+            rows(
+                *((u % 13, (u * 7 + version) % 40, float(u + 100 * version), f"c{u % 3}") for u in range(90))
+            ),
+        )
+    whole, small = make_view("whole"), make_view("small")
+    materialize(lake, online_store, [whole], now=at(45))
+    monkeypatch.setattr("gyre.features.materialize.BATCH_ROWS", 7)
+    monkeypatch.setattr("gyre.features.materialize.REDUCE_ROWS", 20)
+    monkeypatch.setattr("gyre.features.materialize.WRITE_ROWS", 3)
+    result = materialize(lake, online_store, [small], now=at(45))["small"]
+    # Several flushes: keys are created, then replaced by later winners.
+    assert result.rows == 270 and result.latest_written > 13
+    for when in (at(20), at(45)):
+        assert get(online_store, whole, list(range(14)), when) == get(
+            online_store, small, list(range(14)), when
+        )
+
+
 def test_lookups_at_times(lake: Lake, online_store: OnlineStore) -> None:
     view = make_view(ttl_s=100, windows=(WindowFeature("n", "amount", "count", 60),))
     lake.append("payments", rows((1, 10, 1.0, "US"), (1, 20, 2.0, "DE")))
@@ -413,6 +516,35 @@ def test_lookup_names_and_order(lake: Lake, online_store: OnlineStore) -> None:
     assert list(short) == ["amount_sum_10s", "country"]
 
 
+def test_lookup_shapes(lake: Lake, online_store: OnlineStore) -> None:
+    """Every way of naming a view's columns gives the same values, and each row its own dict."""
+    lake.append("payments", rows((1, 1, 1.5, "US"), (2, 2, None, "DE")))
+    same = (ColumnFeature("country", "country"), ColumnFeature("amount", "amount"))
+    view = make_view(columns=same, windows=())
+    materialize(lake, online_store, [view], now=at(2))
+    lookup = OnlineLookup(online_store, [view])
+    users = [{"user_id": u} for u in (1, 2, 3, 1, None)]
+    want = [("US", 1.5), ("DE", None), (None, None), ("US", 1.5), (None, None)]
+    for refs, full_names in (
+        (["activity:country", "activity:amount"], False),  # the stored row as it is
+        (["activity:country", "activity:amount"], True),  # renamed
+        (["activity:amount", "activity:country"], False),  # reordered
+        (["activity:amount"], True),  # a subset
+    ):
+        got = lookup.get(users, refs, at=at(2), full_names=full_names)
+        names = [r.replace(":", "__") if full_names else r.split(":")[1] for r in refs]
+        assert all(list(row) == names for row in got)
+        assert [tuple(row[n] for n in names) for row in got] == [
+            tuple(dict(zip(("country", "amount"), w, strict=True))[n.split("__")[-1]] for n in names)
+            for w in want
+        ]
+        got[0][names[0]] = "changed"  # the same entity twice: two dicts
+        assert got[3][names[0]] != "changed" and got[4] is not got[2]
+    assert lookup.get(users[:1], ["activity:country", "activity:amount"], at=at(2)) == [
+        {"country": "US", "amount": 1.5}
+    ]
+
+
 # -- encoding ----------------------------------------------------------------------------------
 
 
@@ -423,6 +555,10 @@ def test_vectorized_encoding_matches_the_codec() -> None:
             "u8": pa.array([255, 0, None, 1], pa.uint8()),
             "f": pa.array([1.0, -0.0, math.nan, None], pa.float64()),
             "f32": pa.array([0.1, math.inf, -math.inf, 1e20], pa.float32()),
+            # Finite floats (with nulls) take another path than columns with NaN or infinities.
+            "finite": pa.array([1.0, -0.0, None, 1e20], pa.float64()),
+            "finite32": pa.array([0.1, None, 3.0, 1e-7], pa.float32()),
+            "all_null": pa.array([None] * 4, pa.float64()),
             "b": pa.array([True, False, None, True]),
             "s": pa.array(["plain", 'q"\\\n\x01', None, "é✓"]),
             "ls": pa.array(["a", "b", None, "c"], pa.large_string()),
@@ -438,7 +574,7 @@ def test_vectorized_encoding_matches_the_codec() -> None:
             "st": pa.array([{"a": 1}, None, {"a": None}, {"a": 2}], pa.struct([("a", pa.int64())])),
         }
     )
-    encoded = _json_objects(table, table.column_names)
+    encoded = _json_objects(table, table.column_names).to_pylist()
     expected = [encode_values(row) for row in table.to_pylist()]
     for got, want in zip(encoded, expected, strict=True):
         a, b = decode_values(got), decode_values(want)
@@ -448,13 +584,19 @@ def test_vectorized_encoding_matches_the_codec() -> None:
                 assert math.isnan(a[key])
             else:
                 assert (a[key], type(a[key])) == (b[key], type(b[key])), key
-    assert _json_objects(table.select([]), []) == ["{}"] * 4
+    assert _json_objects(table.select([]), []).to_pylist() == ["{}"] * 4
 
     keys = table.select(["i", "s", "b"]).filter(pa.array([True, True, False, True]))
-    assert _entity_keys(keys, ["i", "s", "b"]) == [entity_key(list(r.values())) for r in keys.to_pylist()]
+    assert _entity_keys(keys, ["i", "s", "b"]).to_pylist() == [
+        entity_key(list(r.values())) for r in keys.to_pylist()
+    ]
     others = table.select(["f", "ts", "tz", "day", "d"]).filter(pa.array([True, False, False, False]))
-    assert _entity_keys(others, ["f", "ts", "tz", "day", "d"]) == [
+    assert _entity_keys(others, ["f", "ts", "tz", "day", "d"]).to_pylist() == [
         entity_key(list(r.values())) for r in others.to_pylist()
+    ]
+    orders = [[0, -1, 2**63 - 1, -(2**63), 1_704_067_200_123_457], [3, 0, 1, 2, 2**40]]
+    assert encode_orders([np.array(c, np.int64) for c in orders]).to_pylist() == [
+        encode_order(o) for o in zip(*orders, strict=True)
     ]
     # A tz-aware key equals the same instant given naive (UTC) in a request.
     assert entity_key([datetime(2024, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))]) == entity_key(

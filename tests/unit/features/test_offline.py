@@ -12,7 +12,7 @@ import pytest
 
 from gyre.data.lake import Lake
 from gyre.errors import InvalidArgument, NotFound
-from gyre.features.offline import get_training_set
+from gyre.features.offline import _Gather, get_training_set
 from gyre.features.spec import ColumnFeature, ViewSpec, WindowFeature
 
 T0 = datetime(2024, 1, 1)  # naive: UTC
@@ -375,3 +375,38 @@ def test_bad_inputs(lake: Lake) -> None:
         get_training_set(lake, ent.to_pylist(), [view()])
     with pytest.raises(NotFound):
         get_training_set(lake, ent, [view(source="missing")])
+
+
+def test_gather_across_chunks_is_a_plain_take() -> None:
+    # Chunk by chunk (empty chunks included), in the asked order, with repeats and null positions.
+    column = pa.chunked_array([["a", None, "c"], [], ["d", "e"], ["f"]])
+    positions = pa.chunked_array([[5, None, 0, 3, 3, 1], [None, 4, 2]], pa.int64())
+    gather = _Gather(positions)
+    want = ["f", None, "a", "d", "d", None, None, "e", "c"]
+    assert gather.take(column).to_pylist() == column.combine_chunks().take(positions).to_pylist() == want
+    # Another column with the same chunks reuses the plan; one with other chunks gets its own.
+    numbers = pa.chunked_array([[0, 1, 2], [], [3, 4], [5]])
+    assert gather.take(numbers).to_pylist() == [5, None, 0, 3, 3, 1, None, 4, 2]
+    assert gather.take(pa.chunked_array([[0, 1], [2, 3, 4, 5]])).to_pylist() == [
+        5,
+        None,
+        0,
+        3,
+        3,
+        1,
+        None,
+        4,
+        2,
+    ]
+    assert gather.take(pa.chunked_array([list("abcdef")])).to_pylist() == [
+        "f",
+        None,
+        "a",
+        "d",
+        "d",
+        "b",
+        None,
+        "e",
+        "c",
+    ]
+    assert _Gather(pa.chunked_array([], pa.int64())).take(column).to_pylist() == []

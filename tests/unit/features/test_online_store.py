@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 import socket
+import sqlite3
 import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
@@ -78,6 +79,13 @@ def test_orders_compare_as_numbers_including_negative_times(store: OnlineStore) 
     for order in reversed(orders):
         store.write_latest("v", [("k", order, {"o": list(order)})])
     assert store.read_latest("v", ["k"])[0] == (orders[-1], {"o": list(orders[-1])})
+
+
+def test_orders_may_be_given_encoded(store: OnlineStore) -> None:
+    assert store.write_latest("v", [("a", encode_order((5, 1, 0, 0)), {"x": 1})]) == 1
+    assert store.write_latest("v", [("a", (5, 0, 9, 9), {"x": 2})]) == 0  # an older row
+    assert store.read_latest("v", ["a"]) == [((5, 1, 0, 0), {"x": 1})]
+    assert store.read_view("v", ["a"], latest=True, events=None) == ([(5, {"x": 1})], None)
 
 
 def test_latest_values_round_trip(store: OnlineStore) -> None:
@@ -213,15 +221,22 @@ def test_apply_is_idempotent(store: OnlineStore) -> None:
 
 
 def test_read_view_combines_both_reads(store: OnlineStore) -> None:
-    store.write_latest("v", [("a", (5,), {"x": 1})])
+    # A lookup gets the event time (the order's first element), not the whole order.
+    store.write_latest("v", [("a", (5, 1, 2, 3), {"x": 1})])
     store.write_events("v", [("a", 5, "e", {"y": 2})])
     assert store.read_view("v", ["a", "b"], latest=True, events=(0, 5)) == (
-        [((5,), {"x": 1}), None],
+        [(5, {"x": 1}), None],
         [[(5, {"y": 2})], []],
     )
     assert store.read_view("v", ["a"], latest=False, events=(0, 5)) == (None, [[(5, {"y": 2})]])
-    assert store.read_view("v", ["a"], latest=True, events=None) == ([((5,), {"x": 1})], None)
+    assert store.read_view("v", ["b", "a", "a"], latest=True, events=None) == (
+        [None, (5, {"x": 1}), (5, {"x": 1})],
+        None,
+    )
     assert store.read_view("v", [], latest=True, events=(0, 1)) == ([], [])
+    assert store.read_view("v", [], latest=True, events=None) == ([], None)
+    assert store.read_view("never", ["a"], latest=True, events=None) == ([None], None)
+    assert store.read_view("never", ["a"], latest=True, events=(0, 1)) == ([None], [[]])
 
 
 def test_concurrent_writers_and_readers(store: OnlineStore) -> None:
@@ -277,6 +292,43 @@ def test_sqlite_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     memory.write_latest("v", [("a", (1,), {})])
     assert memory.read_latest("v", ["a"]) == [((1,), {})]
     memory.close()
+
+
+def test_sqlite_upgrades_a_file_of_the_older_layout(tmp_path: Path) -> None:
+    """Files written before latest rows had a ``t`` column keep their rows and watermarks."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE gyre_watermarks
+            (view TEXT PRIMARY KEY, version INTEGER NOT NULL, fingerprint TEXT NOT NULL);
+        CREATE TABLE "latest__v" (key TEXT PRIMARY KEY, ord TEXT NOT NULL, vals TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE "events__v" (key TEXT NOT NULL, t INTEGER NOT NULL, id TEXT NOT NULL, vals TEXT NOT NULL,
+            PRIMARY KEY (key, t, id)) WITHOUT ROWID;
+        INSERT INTO gyre_watermarks VALUES ('v', 4, 'fp');
+        """
+    )
+    conn.executemany(
+        'INSERT INTO "latest__v" VALUES (?, ?, ?)',
+        [("[1]", encode_order((-7, 0, 0, 3)), '{"x":1}'), ("[2]", encode_order((2**62, 2, 0, 0)), '{"x":2}')],
+    )
+    conn.execute("""INSERT INTO "events__v" VALUES ('[1]', 5, 'e', '{}')""")
+    conn.commit()
+    conn.close()
+    for _ in range(2):  # upgraded once; opening it again changes nothing
+        with open_online_store(f"sqlite:///{path}") as store:
+            assert store.read_view("v", ["[1]", "[2]", "[3]"], latest=True, events=(0, 5)) == (
+                [(-7, {"x": 1}), (2**62, {"x": 2}), None],
+                [[(5, {})], [], []],
+            )
+            assert store.read_latest("v", ["[1]"]) == [((-7, 0, 0, 3), {"x": 1})]
+            assert (store.get_watermark("v"), store.get_fingerprint("v")) == (4, "fp")
+    with open_online_store(f"sqlite:///{path}") as store:
+        store.write_latest("v", [("[1]", (-6, 0, 0, 0), {"x": 3}), ("[3]", (1, 0, 0, 0), {"x": 4})])
+        assert store.read_view("v", ["[1]", "[3]"], latest=True, events=None) == (
+            [(-6, {"x": 3}), (1, {"x": 4})],
+            None,
+        )
 
 
 def test_sqlite_write_to_a_view_not_applied(tmp_path: Path) -> None:

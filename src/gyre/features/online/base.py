@@ -11,8 +11,9 @@ Per view a store keeps three things:
 
 Keys are opaque strings (the layer above encodes join-key values); values are dicts, stored as
 JSON by :func:`~gyre.features.online.codec.encode_values`. A writer may pass that JSON text
-instead of the dict (materialization encodes whole columns at once); reads return dicts.
-Planning, TTLs and window aggregation happen above the store, in :mod:`gyre.features.lookup`.
+instead of the dict, and an order as :func:`encode_order`'s text (materialization encodes whole
+columns at once); reads return dicts. Planning, TTLs and window aggregation happen above the
+store, in :mod:`gyre.features.lookup`, which reads through :meth:`OnlineStore.read_view`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from gyre.features.spec import ViewSpec
 
 Order = tuple[int, ...]
 Values = dict[str, Any]
-LatestRow = tuple[str, Order, "Values | str"]
-"""``(key, order, values)``; ``values`` may be given as its JSON text (see above)."""
+LatestRow = tuple[str, "Order | str", "Values | str"]
+"""``(key, order, values)``; ``order`` and ``values`` may be given encoded (see above)."""
 Event = tuple[str, int, str, "Values | str"]
 """``(key, event_time_us, event_id, values)``; ``values`` may be given as its JSON text."""
 
@@ -126,16 +127,17 @@ class OnlineStore(ABC):
 
     # -- reading for a lookup ------------------------------------------------------------------
 
+    @abstractmethod
     def read_view(
         self, view: str, keys: Sequence[str], *, latest: bool, events: tuple[int, int] | None
-    ) -> tuple[list[tuple[Order, Values] | None] | None, list[list[tuple[int, Values]]] | None]:
-        """:meth:`read_latest` (if ``latest``) and :meth:`read_events` over ``events = (since_us,
-        until_us)`` (if given), together. A networked backend overrides this to answer both in
-        one round trip; the default calls the two methods."""
-        return (
-            self.read_latest(view, keys) if latest else None,
-            self.read_events(view, keys, *events) if events is not None else None,
-        )
+    ) -> tuple[list[tuple[int, Values] | None] | None, list[list[tuple[int, Values]]] | None]:
+        """What a lookup reads, in one round trip: the latest rows (if ``latest``) as
+        ``(event_time_us, values)`` per key, ``None`` for none, and the events (if ``events =
+        (since_us, until_us)`` is given) as :meth:`read_events` returns them.
+
+        The hot path of serving: the event time (``order[0]``) is all a lookup needs of the
+        order. Either part is ``None`` when not asked for.
+        """
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -164,3 +166,13 @@ def encode_order(order: Order) -> str:
 def decode_order(text: str) -> Order:
     """The inverse of :func:`encode_order`."""
     return tuple(int(text[i : i + ORDER_DIGITS]) - _ORDER_OFFSET for i in range(0, len(text), ORDER_DIGITS))
+
+
+def order_time(text: str) -> int:
+    """The first element of an encoded order (the event time), without decoding the rest."""
+    return int(text[:ORDER_DIGITS]) - _ORDER_OFFSET
+
+
+def as_encoded_order(order: Order | str) -> str:
+    """``order`` as :func:`encode_order`'s text, whether given as a tuple or encoded already."""
+    return order if isinstance(order, str) else encode_order(order)

@@ -6,31 +6,38 @@ readable in ``redis-cli``, and the same string whether the values came from the 
 or from a request (Python). Datetime keys are written as naive UTC ISO 8601.
 
 Values are JSON; the types JSON lacks (datetimes, dates, times, durations, decimals, bytes)
-travel as ``{"__gyre__": type, "v": ...}`` and come back as the same Python type.
+travel as ``{"__gyre__": type, "v": ...}`` and come back as the same Python type, and so do
+integers outside 64 bits (which a JSON parser may read as floats). Reads parse with orjson
+(5x faster than the json module) and fall back to the json module for what orjson refuses
+(``NaN``/``Infinity``, lone surrogates), so both give the same values.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
+
+import orjson
 
 from gyre.errors import InvalidArgument
 
 TAG = "__gyre__"
 
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
 
 def to_us(when: datetime) -> int:
     """Microseconds since the Unix epoch, exactly; a naive datetime is taken as UTC."""
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC).replace(tzinfo=None)
-    return (when - _EPOCH) // _ONE_US
+    # Aware minus aware is the difference of the two instants, whatever their zones.
+    return (when - (_EPOCH if when.tzinfo is None else _EPOCH_UTC)) // _ONE_US
 
 
 def _key_default(o: Any) -> Any:
@@ -60,6 +67,16 @@ def entity_key(values: Sequence[Any]) -> str:
         raise InvalidArgument(f"Cannot use {list(values)!r} as an entity key: {exc}.") from None
 
 
+def single_key(value: Any) -> str:
+    """``entity_key([value])``, with the common types (int, str) encoded without the JSON encoder."""
+    kind = type(value)
+    if kind is int:
+        return f"[{value}]"
+    if kind is str:
+        return f"[{encode_basestring(value)}]"
+    return entity_key([value])
+
+
 def _value_default(o: Any) -> Any:
     if isinstance(o, datetime):
         return {TAG: "datetime", "v": o.isoformat()}
@@ -85,6 +102,7 @@ _DECODERS: dict[str, Any] = {
     "timedelta": lambda v: timedelta(microseconds=v),
     "decimal": Decimal,
     "bytes": base64.b64decode,
+    "int": int,
 }
 
 
@@ -98,6 +116,28 @@ def _untag(obj: dict[str, Any]) -> Any:
 _VALUE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_value_default)
 _decode_plain = json.JSONDecoder().decode
 _decode_tagged = json.JSONDecoder(object_hook=_untag).decode
+# 19 digits in a row may be an integer outside 64 bits (2**63 has 19), which orjson reads as a float.
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _tag_big_ints(value: Any) -> Any:
+    """``value`` with every integer outside 64 bits tagged (copies only what holds one)."""
+    if type(value) is int:
+        return {TAG: "int", "v": str(value)} if not _INT_MIN <= value <= _INT_MAX else value
+    if isinstance(value, dict):
+        return {k: _tag_big_ints(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tag_big_ints(v) for v in value]
+    return value
+
+
+def _encode(value: Any) -> str:
+    text: str = _VALUE_ENCODER.encode(value)
+    # Rare: most texts have no long run of digits, and those that do rarely hold a big integer.
+    if _LONG_DIGITS.search(text):
+        text = _VALUE_ENCODER.encode(_tag_big_ints(value))
+    return text
 
 
 def encode_values(values: dict[str, Any] | str) -> str:
@@ -106,7 +146,7 @@ def encode_values(values: dict[str, Any] | str) -> str:
     if isinstance(values, str):
         return values
     try:
-        return _VALUE_ENCODER.encode(values)
+        return _encode(values)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"Cannot store feature values {values!r} online: {exc}.") from None
 
@@ -114,7 +154,7 @@ def encode_values(values: dict[str, Any] | str) -> str:
 def encode_value(value: Any) -> str:
     """One value's JSON text, as it appears inside :func:`encode_values`' output."""
     try:
-        return _VALUE_ENCODER.encode(value)
+        return _encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"Cannot store feature value {value!r} online: {exc}.") from None
 
@@ -122,14 +162,26 @@ def encode_value(value: Any) -> str:
 def decode_values(text: str) -> dict[str, Any]:
     """The inverse of :func:`encode_values`."""
     # The object hook costs a call per JSON object; most rows have no tagged value.
-    result: dict[str, Any] = _decode_tagged(text) if TAG in text else _decode_plain(text)
+    if TAG in text:
+        tagged: dict[str, Any] = _decode_tagged(text)
+        return tagged
+    try:
+        result: dict[str, Any] = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        result = _decode_plain(text)
     return result
 
 
 def decode_many(texts: list[str]) -> list[dict[str, Any]]:
-    """:func:`decode_values` of each text, parsed as one JSON array (a parser call per value
-    costs more than the parsing)."""
+    """:func:`decode_values` of each text, parsed as one JSON array when it can be (a parser
+    call per value costs more than the parsing)."""
     if not texts:
         return []
-    result: list[dict[str, Any]] = decode_values("[" + ",".join(texts) + "]")  # type: ignore[assignment]
-    return result
+    joined = "[" + ",".join(texts) + "]"
+    if TAG not in joined:
+        try:
+            result: list[dict[str, Any]] = orjson.loads(joined)
+            return result
+        except orjson.JSONDecodeError:
+            pass  # a NaN somewhere: only the texts orjson refuses go to the json module
+    return [decode_values(text) for text in texts]

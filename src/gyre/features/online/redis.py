@@ -12,17 +12,17 @@ Keys, under a configurable prefix (``redis://host:6379/0?prefix=myapp:``; defaul
 Batches run as Lua scripts over many keys, pipelined, so a batch is one round trip whatever its
 size: keeping the greater order per key is a compare-and-set only a script can do atomically,
 and a script per few thousand keys instead of a command per key is what lets a million events
-be written in seconds (parsing a reply per key costs more than the write). A lookup reads a
-view's latest rows and the events of its keys with one script call.
+be written in seconds (parsing a reply per key costs more than the write). A lookup of latest
+rows only is one ``HMGET``; one that also needs events reads both with one script call.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -37,8 +37,9 @@ from gyre.features.online.base import (
     OnlineStore,
     Order,
     Values,
+    as_encoded_order,
     decode_order,
-    encode_order,
+    order_time,
 )
 from gyre.features.online.codec import decode_many, encode_values
 from gyre.features.spec import ViewSpec
@@ -112,6 +113,8 @@ end
 return out
 """,
 }
+
+_O = TypeVar("_O")
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
@@ -285,14 +288,25 @@ class RedisOnlineStore(OnlineStore):
         for start in range(0, len(rows), _KEYS_PER_CALL):
             args: list[bytes] = []
             for key, order, values in rows[start : start + _KEYS_PER_CALL]:
-                args += (key.encode(), encode_order(order).encode(), encode_values(values).encode())
+                args += (key.encode(), as_encoded_order(order).encode(), encode_values(values).encode())
             calls.append((target, args))
         return sum(int(n) for n in self._run("write_latest", calls))
 
     def read_latest(self, view: str, keys: Sequence[str]) -> list[tuple[Order, Values] | None]:
-        latest, _ = self.read_view(view, keys, latest=True, events=None)
-        assert latest is not None
-        return latest
+        return _parse_latest(self._hmget(view, keys), decode_order)
+
+    def _hmget(self, view: str, keys: Sequence[str]) -> list[str | None]:
+        """The latest hash's fields for ``keys``: ``HMGET``s of up to 1,000 keys, pipelined."""
+        if not keys:
+            return []
+        hash_key = self._latest_key(view).encode()
+        commands = [
+            [b"HMGET", hash_key, *(k.encode() for k in keys[start : start + _KEYS_PER_CALL])]
+            for start in range(0, len(keys), _KEYS_PER_CALL)
+        ]
+        with self._errors():
+            replies = self._execute_packed(commands)
+        return replies[0] if len(replies) == 1 else [field for reply in replies for field in reply]
 
     # -- events --------------------------------------------------------------------------------
 
@@ -355,37 +369,37 @@ class RedisOnlineStore(OnlineStore):
 
     def read_view(
         self, view: str, keys: Sequence[str], *, latest: bool, events: tuple[int, int] | None
-    ) -> tuple[list[tuple[Order, Values] | None] | None, list[list[tuple[int, Values]]] | None]:
+    ) -> tuple[list[tuple[int, Values] | None] | None, list[list[tuple[int, Values]]] | None]:
+        if events is None:  # latest rows only: a plain HMGET, no script
+            return (_parse_latest(self._hmget(view, keys), order_time) if latest else None), None
         if not keys:
-            return ([] if latest else None), ([] if events is not None else None)
-        since, until = events if events is not None else (0, 0)
-        mode = (b"L" if latest else b"") + (b"E" if events is not None else b"")
-        head = [b"%d" % since, b"%d" % until, mode]
+            return ([] if latest else None), []
+        since, until = events
+        head = [b"%d" % since, b"%d" % until, b"LE" if latest else b"E"]
         hash_key = self._latest_key(view).encode()
         calls = []
         for start in range(0, len(keys), _KEYS_PER_CALL):
             fields = [k.encode() for k in keys[start : start + _KEYS_PER_CALL]]
             sets = [self._events_key(view, k).encode() for k in keys[start : start + _KEYS_PER_CALL]]
-            calls.append(([hash_key, *sets] if events is not None else [hash_key], [*head, *fields]))
+            calls.append(([hash_key, *sets], [*head, *fields]))
         replies = self._run("read_view", calls)
-        rows: list[tuple[Order, Values] | None] | None = [] if latest else None
-        found: list[list[tuple[int, Values]]] | None = [] if events is not None else None
+        rows: list[tuple[int, Values] | None] | None = [] if latest else None
+        found: list[list[tuple[int, Values]]] = []
         for reply in replies:
             if rows is not None:
-                rows += _parse_latest(reply[0])
-            if found is not None:
-                found += [_parse_events(r) for r in reply[1:]]
+                rows += _parse_latest(reply[0], order_time)
+            found += [_parse_events(r) for r in reply[1:]]
         return rows, found
 
     def close(self) -> None:
         self._client.close()
 
 
-def _parse_latest(raw: list[str | None]) -> list[tuple[Order, Values] | None]:
-    # A field is "<encoded order>|<values JSON>".
+def _parse_latest(raw: list[str | None], order: Callable[[str], _O]) -> list[tuple[_O, Values] | None]:
+    """Hash fields ``"<encoded order>|<values JSON>"`` as ``(order(encoded order), values)``."""
     parts = [r.partition("|") if r is not None else None for r in raw]
     values = iter(decode_many([p[2] for p in parts if p is not None]))
-    return [(decode_order(p[0]), next(values)) if p is not None else None for p in parts]
+    return [(order(p[0]), next(values)) if p is not None else None for p in parts]
 
 
 def _parse_events(raw: str) -> list[tuple[int, Values]]:
