@@ -80,8 +80,10 @@ def up(
             kv_table(
                 [
                     ("API", f"{base}/api/v1  (docs: {base}/api/v1/docs)"),
+                    ("predict", f"POST {base}/v1/endpoints/NAME/predict  (OIP: {base}/v2/models/NAME/infer)"),
                     ("ingest", f"POST {base}/v1/datasets/NAME/records"),
-                    ("health", f"{base}/healthz, {base}/readyz"),
+                    ("feedback", f"POST {base}/v1/feedback"),
+                    ("health", f"{base}/healthz, {base}/readyz, {base}/metrics"),
                     ("metadata", mask_url_password(settings.metadata_url)),
                     ("store + lake", mask_url_password(settings.store_url)),
                     ("online features", mask_url_password(settings.online_url)),
