@@ -95,6 +95,16 @@ class Phases:
             self.errors.append(message)
             log(f"  FAILED {message}\n{detail}")
 
+    def footer(self, notes: Sequence[str], total_s: float) -> list[str]:
+        """The lines every report ends with: notes, warnings, errors of failed phases, total time."""
+        return [
+            "",
+            *notes,
+            *(f"WARNING {w}" for w in self.warnings),
+            *(f"ERROR {e}" for e in self.errors),
+            f"Total {total_s:.0f} s.",
+        ]
+
 
 def search_run_fields(i: int) -> tuple[dict[str, str], dict[str, float]]:
     """Params and metrics of the ``i``-th seeded run, identical for Gyre and the peer."""

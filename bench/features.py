@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    Phases,
     Row,
     apply_thread_env,
     child_env,
@@ -125,29 +125,11 @@ QUICK = Sizes(
 )
 
 
-class Results:
+class Results(Phases):
     """Figures by phase, plus the errors of phases that failed (the others still run)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
 
     def get(self, phase: str, key: str) -> Any:
         return self.data.get(phase, {}).get(key)
-
-    def attempt(self, phase: str, fn: Callable[[], dict[str, Any]]) -> None:
-        """Run one phase; a failure is recorded and reported, and the benchmark goes on."""
-        log(f"[{phase}]")
-        start = time.perf_counter()
-        try:
-            self.data[phase] = fn()
-            log(f"  done in {time.perf_counter() - start:.0f} s")
-        except Exception as exc:
-            detail = traceback.format_exc() if os.environ.get("GYRE_BENCH_DEBUG") else ""
-            message = f"{phase}: {type(exc).__name__}: {exc}"
-            self.errors.append(message)
-            log(f"  FAILED {message}\n{detail}")
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -913,10 +895,7 @@ def report(r: Results, sizes: Sizes, meta: dict[str, Any]) -> str:
             "",
             scaling_table(r),
         ]
-    lines += ["", *meta.get("notes", [])]
-    lines += [f"WARNING {w}" for w in r.warnings]
-    lines += [f"ERROR {e}" for e in r.errors]
-    lines.append(f"Total {meta['total_s']:.0f} s.")
+    lines += r.footer(meta.get("notes", []), meta["total_s"])
     return "\n".join(lines)
 
 

@@ -576,10 +576,7 @@ def report(r: Results, sizes: Sizes, meta: dict[str, Any]) -> str:
             f"False positives: share of {fp['columns']} undrifted categorical columns ({k(fp['rows'])} rows "
             f"each side) flagged at alpha {ALPHA}: " + ", ".join(shares) + ".",
         ]
-    lines += ["", *meta.get("notes", [])]
-    lines += [f"WARNING {w}" for w in r.warnings]
-    lines += [f"ERROR {e}" for e in r.errors]
-    lines.append(f"Total {meta['total_s']:.0f} s.")
+    lines += r.footer(meta.get("notes", []), meta["total_s"])
     return "\n".join(lines)
 
 
