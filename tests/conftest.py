@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -223,3 +224,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> ArtifactStore:
     return ArtifactStore(store_url)
+
+
+@pytest.fixture
+def cli() -> Callable[..., Any]:
+    """``cli("runs", "list", env={...})``: run ``gyre`` in-process (typer's runner), 100 columns
+    wide, no colors; returns the ``Result`` (``exit_code``, ``stdout``, ``stderr``)."""
+    from typer.testing import CliRunner
+
+    from gyre.cli.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+        return runner.invoke(app, list(args), env={"COLUMNS": "100", **(env or {})}, catch_exceptions=False)
+
+    return invoke

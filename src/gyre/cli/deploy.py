@@ -223,6 +223,10 @@ def list_deployments(
         print_json([d.to_dict() for d in rows])
         return
     t = table("id", "endpoint", "model", "versions", "strategy", "state", "traffic", "started", "reason")
+    t.columns[0].no_wrap, t.columns[0].min_width = True, 26  # ids are what `show` takes: never cut
+    for col in t.columns[1:8]:
+        col.no_wrap = True
+    t.columns[8].overflow, t.columns[8].max_width = "ellipsis", 40
     for d in rows:
         t.add_row(
             d.id,

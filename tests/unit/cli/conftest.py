@@ -7,24 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from gyre.cli.main import app
 from gyre.client.client import Client
 from gyre.tracking.entities import RunInfo
 
 Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def cli() -> Invoke:
-    """``cli("runs", "list", env={...})``: run ``gyre`` in-process, 100 columns wide, no colors."""
-    runner = CliRunner()
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-        return runner.invoke(app, list(args), env={"COLUMNS": "100", **(env or {})}, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

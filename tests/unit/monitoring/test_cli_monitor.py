@@ -13,10 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 from ulid import ULID
 
-from gyre.cli.main import app
 from gyre.config import Settings
 from gyre.data.lake import Lake
 from gyre.meta import MetaStore
@@ -41,13 +40,9 @@ fraud_drift = gyre.AlertRule(
 
 
 @pytest.fixture
-def cli() -> Invoke:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), env={"COLUMNS": "160"}, catch_exceptions=False)
-
-    return invoke
+def cli(cli: Invoke) -> Invoke:
+    """The CLI at 160 columns, so wide tables stay on one line."""
+    return lambda *args: cli(*args, env={"COLUMNS": "160"})
 
 
 @pytest.fixture

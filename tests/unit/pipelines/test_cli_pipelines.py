@@ -7,9 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from gyre.cli.main import app
 from gyre.client.client import Client
 from gyre.errors import NotFound
 
@@ -45,16 +44,6 @@ def train(rows: int = 10, fail: bool = False):
     """Train the toy model."""
     return {"model": fit(load(rows), fail)}
 '''
-
-
-@pytest.fixture
-def cli() -> Invoke:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), env={"COLUMNS": "100"}, catch_exceptions=False)
-
-    return invoke
 
 
 def _write(project: Path, review: bool = False) -> None:

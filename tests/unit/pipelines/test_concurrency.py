@@ -16,9 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from gyre.cli.main import app
 from gyre.client.client import Client
 from gyre.ids import utcnow
 from gyre.pipelines.concurrency import admit, live_runs
@@ -60,16 +59,6 @@ def hold_queue(folder: str = "", tag: str = ""):
 def hold_cancel(folder: str = "", tag: str = ""):
     return hold(folder, tag)
 '''
-
-
-@pytest.fixture
-def cli() -> Invoke:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), env={"COLUMNS": "100"}, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

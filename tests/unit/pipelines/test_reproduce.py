@@ -17,9 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from gyre.cli.main import app
 from gyre.client.client import Client
 from gyre.data.ingest import ingest_files
 from gyre.errors import InvalidArgument, NotFound
@@ -77,16 +76,6 @@ def user_features(at: str):
 def features_only(at: str = "2024-01-03T00:00:00+00:00"):
     return user_features(at)
 """
-
-
-@pytest.fixture
-def cli() -> Invoke:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), env={"COLUMNS": "100"}, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

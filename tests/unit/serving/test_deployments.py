@@ -14,10 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from typer.testing import CliRunner, Result
 
 import gyre
-from gyre.cli.main import app
 from gyre.client.client import Client
 from gyre.config import Settings
 from gyre.data.lake import Lake
@@ -311,12 +309,7 @@ def test_split_weight_is_a_percentage() -> None:
         Split(1, 2, 140.0)
 
 
-def test_cli_deploy_show_list_rollback(project: Path, two_versions: tuple[int, int]) -> None:
-    runner = CliRunner()
-
-    def cli(*args: str) -> Result:
-        return runner.invoke(app, list(args), env={"COLUMNS": "120"}, catch_exceptions=False)
-
+def test_cli_deploy_show_list_rollback(cli: Any, project: Path, two_versions: tuple[int, int]) -> None:
     started = cli("deploy", "e", "--model", "m@challenger", "--steps", "10,100", "--interval", "2m", "--json")
     assert started.exit_code == 0, started.stderr
     d = json.loads(started.stdout)
