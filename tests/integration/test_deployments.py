@@ -19,6 +19,7 @@ import pytest
 import gyre
 from gyre.client.client import Client
 from gyre.config import Settings
+from gyre.data.lake import Lake
 from gyre.definitions import Definitions
 from gyre.deploy import rollout
 from gyre.deploy.records import list_deployments
@@ -118,12 +119,13 @@ def test_swaps_under_load_fail_no_request(
         load.wait_for(v2)  # the server picked the split up
         rollout.rollback(meta, "e", "testing the way back")
         load.wait_for(v1, only=True)
-        rollout.start(meta, store, "e", "m@challenger", cache_dir=cache, strategy="blue_green")
+        rollout.start(meta, store, "e", "m@challenger", cache_dir=cache, strategy="blue_green", interval_s=1)
         load.wait_for(v2, only=True)
-        with meta.write() as uow:  # promote as a passing analysis does: the alias moves
-            registry.move_alias(uow, "m", "champion", v2)
-        [running] = list_deployments(meta, "e", state="running")
-        rollout._update(meta, running, {"state": "promoted"}, None)
+        deadline = time.monotonic() + 30  # the analysis promotes once the log has the step
+        while not any(d.state == "promoted" for d in rollout.tick(meta, Lake(settings.store_url))):
+            assert time.monotonic() < deadline, list_deployments(meta, "e")[0].reason
+            time.sleep(0.5)
+        assert registry.resolve(meta, "models:/m@champion").version == v2
         load.wait_for(v2, only=True)
         v3 = _register(client, 3.0, None)
         client.set_alias("m", "champion", v3)  # an alias moved by hand is followed too

@@ -21,6 +21,7 @@ Lifecycle by strategy:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -372,7 +373,7 @@ def _update(
     d: DeploymentInfo,
     changes: dict[str, Any],
     event: tuple[str, dict[str, Any]] | None,
-    also: Any = None,
+    also: Callable[[UnitOfWork], None] | None = None,
     *,
     expect_state: str = RUNNING,
 ) -> DeploymentInfo | None:

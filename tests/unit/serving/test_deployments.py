@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,10 @@ def _send(app: AppClient, data: Data, n: int) -> list[dict[str, Any]]:
 
 
 def _tick(app: AppClient, client: Client, settings: Settings) -> list[Any]:
-    """Commit the log, wait out the step's interval, and analyse."""
+    """Commit the log, wait out the running step's interval, and analyse."""
     app.app.state.push.flush()
-    time.sleep(FAST.interval_s)
+    for d in list_deployments(_meta(client), "e", state="running"):
+        time.sleep(max(0.0, d.interval_s - (datetime.now(UTC) - d.step_started_at).total_seconds()))
     return rollout.tick(_meta(client), Lake(settings.store_url))
 
 
@@ -215,7 +217,7 @@ async def _drain(app: AppClient) -> None:
 
 
 def test_rollback_by_hand_and_after_promotion(
-    client: Client, settings: Settings, two_versions: tuple[int, int]
+    client: Client, settings: Settings, data: Data, start_app: Any, two_versions: tuple[int, int]
 ) -> None:
     meta = _meta(client)
     with pytest.raises(Conflict, match="no running deployment and no promotion to undo"):
@@ -225,16 +227,22 @@ def test_rollback_by_hand_and_after_promotion(
     assert (back.id, back.state, back.reason) == (d.id, "rolled_back", "looks wrong")
     assert rollout.traffic(meta) == {}
 
-    d = _start(client, settings, strategy="blue_green")
+    # A blue-green switch promoted by its analysis (the baseline judged on its traffic before
+    # the switch), then undone: the alias goes back to the version it left.
+    app = start_app()
+    _send(app, data, 30)
+    app.app.state.push.flush()
+    # Held 2 s: the baseline is judged on its requests in the 2 s before the switch.
+    d = _start(client, settings, strategy="blue_green", interval_s=2)
     assert rollout.traffic(meta) == {"e": Split(1, 2, 100.0, False, d.id)}
-    # Promote by hand as the controller would after a passing analysis.
-    with meta.write() as uow:
-        registry.move_alias(uow, "m", "champion", 2)
-    rollout._update(meta, d, {"state": "promoted"}, None)  # the state a passing analysis leaves
+    app.serving.sync()
+    assert {a["model_version"] for a in _send(app, data, 30)} == {2}
+    assert [m.state for m in _tick(app, client, settings)] == ["promoted"]
+    assert registry.resolve(meta, "models:/m@champion").version == 2
     undone = rollout.rollback(meta, "e", "complaints")
-    assert undone.state == "rolled_back"
+    assert (undone.id, undone.state) == (d.id, "rolled_back")
     assert registry.resolve(meta, "models:/m@champion").version == 1
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict, match="last deployment .* is rolled_back"):
         rollout.rollback(meta, "e")
 
 
