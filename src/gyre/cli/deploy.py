@@ -214,7 +214,7 @@ def list_deployments(
       gyre deployments list
       gyre deployments list --endpoint fraud --state running --json
     """
-    from gyre.cli.output import console, fmt_time, print_json, status_text, table
+    from gyre.cli.output import console, print_json, status_text, table
     from gyre.deploy.records import list_deployments as listed
 
     with _project() as p:
@@ -222,22 +222,25 @@ def list_deployments(
     if json_output:
         print_json([d.to_dict() for d in rows])
         return
-    t = table("id", "endpoint", "model", "versions", "strategy", "state", "traffic", "started", "reason")
+    if not rows:
+        hint = (
+            "No deployments match."
+            if (endpoint or state)
+            else "No deployments yet; start one with 'gyre deploy'."
+        )
+        console().print(f"[dim]{hint}[/dim]")
+        return
+    # Fits 80 columns: when each happened and why are in 'gyre deployments show' (and --json).
+    t = table("id", "endpoint", "model", "strategy", "state", "traffic")
     t.columns[0].no_wrap, t.columns[0].min_width = True, 26  # ids are what `show` takes: never cut
-    for col in t.columns[1:8]:
-        col.no_wrap = True
-    t.columns[8].overflow, t.columns[8].max_width = "ellipsis", 40
     for d in rows:
         t.add_row(
             d.id,
             d.endpoint,
-            d.model_name,
-            f"{d.baseline_version} → {d.candidate_version}",
+            f"{d.model_name} {d.baseline_version} → {d.candidate_version}",
             d.strategy,
             status_text(d.state),
             _weight(d, d.weight),
-            fmt_time(d.created_at),
-            d.reason,
         )
     console().print(t)
 
