@@ -29,7 +29,11 @@ from gyre.serving.routing import BUCKETS, Split, bucket
 
 from .conftest import COLUMNS, AppClient, Data, apply_definitions, lake_rows, register, row
 
-FAST = gyre.Rollout("canary", steps=[30, 100], interval=0.2, min_requests=20, max_prediction_psi=None)
+# Constant models' predictions differ entirely, and a p99 over 20 in-process requests is one GC
+# pause on a busy machine: these tests judge the rollout mechanics, the checks have tests of their own.
+FAST = gyre.Rollout(
+    "canary", steps=[30, 100], interval=0.2, min_requests=20, max_prediction_psi=None, max_latency_ratio=1000
+)
 
 
 class Constant:
@@ -183,6 +187,50 @@ def test_errors_in_a_step_roll_it_back(
     assert app.serving.routes["e"].candidate is None
     assert {a["model_version"] for a in _send(app, data, 20)} == {1}
     assert d.id == moved[0].id
+
+
+@pytest.mark.parametrize(
+    ("policy", "slow", "reason"),
+    [
+        ({"max_prediction_psi": 0.5, "max_latency_ratio": 1000}, False, "prediction PSI"),
+        ({"max_prediction_psi": None, "max_latency_ratio": 1.5}, True, "p99 latency"),
+    ],
+    ids=["predictions-shift", "slower"],
+)
+def test_a_step_that_fails_a_check_rolls_back(
+    client: Client,
+    settings: Settings,
+    data: Data,
+    start_app: Any,
+    two_versions: tuple[int, int],
+    policy: dict[str, Any],
+    slow: bool,
+    reason: str,
+) -> None:
+    """Version 2 answers 2.0 where the champion answers 1.0 (its predictions moved entirely), or
+    takes 30 ms a call: each trips its own check, the other being off."""
+    strict = gyre.Rollout("canary", steps=[50, 100], interval=0.2, min_requests=60, **policy)
+    apply_definitions(client, gyre.Endpoint("e", model="m@champion", rollout=strict))
+    app = start_app()
+    _start(client, settings)
+    app.serving.sync()
+    candidate = app.serving.routes["e"].candidate
+    assert candidate is not None
+    if slow:
+        fast = candidate.model.predict_numpy
+
+        def sluggish(x: Any) -> np.ndarray:
+            time.sleep(0.03)
+            return fast(x)
+
+        candidate.model.predict_numpy = sluggish
+        for i in range(200):  # one at a time, or the baseline's requests queue behind the candidate's
+            assert app.post("/v1/endpoints/e/predict", json={"rows": [row(data.x[i])]}).status_code == 200
+    else:
+        _send(app, data, 400)
+    moved = _tick(app, client, settings)
+    assert [m.state for m in moved] == ["rolled_back"] and reason in moved[0].reason
+    assert registry.resolve(_meta(client), "models:/m@champion").version == 1
 
 
 def test_shadow_is_logged_and_never_answers(
