@@ -120,9 +120,14 @@ class PushBuffer:
         with self._flush_lock:
             fcntl.flock(self._flush_file, fcntl.LOCK_EX)
             try:
+                # Only what was buffered when the flush began: records arriving during a commit
+                # wait for the next round, or a steady stream would keep the flusher committing
+                # a small group after every commit (measured: 10 Delta versions a second and a
+                # core busy at 2,500 predictions/s, where one version a second does).
+                upto = self._db.execute("SELECT max(seq) FROM records").fetchone()[0]
                 datasets = [d for (d,) in self._db.execute("SELECT DISTINCT dataset FROM records")]
                 for dataset in datasets:
-                    while version := self._commit_group(dataset):
+                    while version := self._commit_group(dataset, upto):
                         out.setdefault(dataset, []).append(version[0])
             finally:
                 fcntl.flock(self._flush_file, fcntl.LOCK_UN)
@@ -192,13 +197,14 @@ class PushBuffer:
                 )
                 self._process = self._spawn()
 
-    def _commit_group(self, dataset: str) -> tuple[int] | None:
+    def _commit_group(self, dataset: str, upto: int) -> tuple[int] | None:
+        """Commit the dataset's oldest buffered records (up to ``max_rows``, none after ``upto``)."""
         committed = self.lake.transaction_version(dataset, APP_ID)  # None before the first commit
         if committed is not None:  # committed before a crash, not yet removed from the buffer
             self._delete_upto(dataset, committed)
         rows = self._db.execute(
-            "SELECT seq, payload FROM records WHERE dataset = ? ORDER BY seq LIMIT ?",
-            (dataset, self.max_rows),
+            "SELECT seq, payload FROM records WHERE dataset = ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (dataset, upto, self.max_rows),
         ).fetchall()
         if not rows:
             return None

@@ -64,3 +64,27 @@ def test_row_expectations_refuse_the_request_naming_record_field_and_rule(buffer
     with pytest.raises(InvalidArgument, match="'ts'"):
         buffer.append("payments", [{**good, "ts": "not a time"}])
     assert buffer.append("payments", [good, {**good, "id": 2, "amount": 2e6}]) == 2  # a warning passes
+
+
+def test_a_flush_commits_what_was_buffered_when_it_began(buffer: PushBuffer) -> None:
+    """Records arriving while a group commits wait for the next flush: a steady stream makes
+    one version a round, not a commit after every commit."""
+    record = {"id": 1, "amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+    append = buffer.lake.append
+    arrivals = iter(range(2, 5))
+
+    def append_while_records_arrive(*args: object, **kwargs: object) -> int:
+        version = append(*args, **kwargs)  # type: ignore[arg-type]
+        arrived = next(arrivals, None)
+        if arrived is not None:  # a request answered during the commit
+            buffer.append("payments", [{**record, "id": arrived}])
+        return version
+
+    buffer.lake.append = append_while_records_arrive  # type: ignore[method-assign]
+    buffer.append("payments", [record])
+    assert buffer.flush() == {"payments": [0]}
+    assert buffer.pending("payments") == 1
+    assert buffer.flush() == {"payments": [1]}
+    assert buffer.flush() == {"payments": [2]}
+    assert buffer.flush() == {"payments": [3]} and buffer.pending("payments") == 0
+    assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [1, 2, 3, 4]
