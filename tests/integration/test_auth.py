@@ -73,6 +73,25 @@ def test_rate_limit_answers_429_with_retry_after(client: Client, start_server) -
         assert http.get("/api/v1/experiments").status_code == 200  # tokens refill
 
 
+def test_prediction_routes_share_auth_and_the_rate_limit(client: Client, start_server) -> None:  # type: ignore[no-untyped-def]
+    """Predictions are answered in front of the rest of the app, behind the same credentials
+    and the same per-key bucket: a key cannot double its rate by mixing routes."""
+    server = start_server(auth=True)
+    limited = _key(client, "viewer", rate="1/s", burst=3)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {limited}"}) as http:
+        codes = [http.get("/v1/endpoints").status_code, http.get("/api/v1/experiments").status_code]
+        codes += [http.get("/v2/models/nothing").status_code, http.get("/api/v1/experiments").status_code]
+        assert codes == [200, 200, 404, 429]
+        assert http.get("/v1/endpoints").status_code == 429
+    predictor = {"Authorization": f"Bearer {_key(client, 'predictor')}"}
+    assert httpx.get(f"{server.url}/v1/endpoints").status_code == 401
+    assert httpx.post(f"{server.url}/v1/endpoints/nothing/predict", json={"rows": []}).status_code == 401
+    missing = httpx.post(f"{server.url}/v1/endpoints/nothing/predict", json={"rows": []}, headers=predictor)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert httpx.get(f"{server.url}/api/v1/experiments", headers=predictor).status_code == 403
+    assert httpx.get(f"{server.url}/v2/health/live").status_code == 200  # probes stay open
+
+
 def test_a_revoked_key_is_refused(client: Client, start_server, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(api_keys, "KEY_CACHE_TTL_S", 0.1)
     server = start_server(auth=True)

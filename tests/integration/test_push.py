@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,14 @@ def test_pushed_records_become_versions(project: Path, start_gyre, unused_port: 
         while len(_rows(project)) < 102:
             assert time.monotonic() < deadline, "pushed records were not committed within the flush interval"
             time.sleep(0.2)
+        # The flusher process only reads the buffer; the server removes what the lake has.
+        buffer = sqlite3.connect(project / ".gyre" / "push.db")
+        try:
+            while buffer.execute("SELECT count(*) FROM records").fetchone()[0]:
+                assert time.monotonic() < deadline + 5, "committed records stayed in the buffer"
+                time.sleep(0.2)
+        finally:
+            buffer.close()
         wrong = httpx.post(url, json=[{"id": "not a number", "v": 1.0}])
         assert wrong.status_code == 400 and "do not fit" in wrong.json()["message"]
         extra = httpx.post(url, json=[{"id": 1, "v": 1.0, "colour": "red"}])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gyre.api.auth import Auth
+from gyre.api.keys import KeyCache, TokenBuckets
 from gyre.config import Settings
 from gyre.errors import ERRORS_BY_CODE, GyreError, InvalidArgument
 from gyre.meta import MetaStore
@@ -36,6 +38,26 @@ class PayloadTooLarge(InvalidArgument):
     """A request body over the server's limit (HTTP 413; the client sees InvalidArgument)."""
 
     status_code = 413
+
+
+class GyreApp(FastAPI):
+    """FastAPI, with the prediction routes answered before its middleware stack.
+
+    A prediction passes Gyre's own authentication and body limit, then
+    :class:`~gyre.serving.http.ServingRoutes`, which answers its errors as JSON itself; it
+    skips FastAPI's error, telemetry and body-limit layers (measured: 17 us of a 170 us
+    single-row prediction). Every other request takes the whole stack.
+    """
+
+    front: Any = None  # the prediction routes behind auth and the body limit
+    front_takes: Callable[[str], bool] | None = None  # which paths go to ``front``
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        takes = self.front_takes
+        if takes is not None and scope["type"] == "http" and takes(scope["path"]):
+            await self.front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -65,7 +87,7 @@ def create_app(
     from gyre.deploy.rollout import traffic
     from gyre.features.store import FeatureStore
     from gyre.project import project_definitions
-    from gyre.serving.http import ServingRoutes
+    from gyre.serving.http import ServingRoutes, takes
     from gyre.serving.service import Serving
 
     meta = MetaStore(settings.metadata_url, actor="api")
@@ -93,7 +115,7 @@ def create_app(
         features.close()
         meta.close()
 
-    app = FastAPI(
+    app = GyreApp(
         title="Gyre control plane",
         version=_version(),
         openapi_url=f"{API_PREFIX}/openapi.json",
@@ -137,14 +159,24 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    # The last added runs first: auth answers before any body is read, and the prediction
-    # routes (plain ASGI, no router scan) see a request after auth and the body limit.
-    app.add_middleware(
-        ServingRoutes, serving=serving, max_body_size=max_body_size, is_ready=lambda: app.state.ready
+
+    # Auth answers before any body is read; the prediction routes (plain ASGI, no router scan)
+    # see a request after auth and the body limit, in front of FastAPI's stack (see GyreApp).
+    # Paths they do not take go on to the whole stack.
+    async def whole_stack(scope: Scope, receive: Receive, send: Send) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    routes = ServingRoutes(
+        whole_stack, serving, max_body_size=max_body_size, is_ready=lambda: app.state.ready
     )
+    app.front = BodyLimit(cast(ASGIApp, routes), max_blob_size=max_blob_size, max_body_size=max_body_size)
+    app.front_takes = takes
+    # The last added middleware runs first.
     app.add_middleware(BodyLimit, max_blob_size=max_blob_size, max_body_size=max_body_size)
     if auth if auth is not None else bool(token):
-        app.add_middleware(Auth, token=token, meta=meta)
+        keys, buckets = KeyCache(meta), TokenBuckets()  # one rate limit per key across both paths
+        app.front = Auth(app.front, token=token, meta=meta, keys=keys, buckets=buckets)
+        app.add_middleware(Auth, token=token, meta=meta, keys=keys, buckets=buckets)
     return app
 
 

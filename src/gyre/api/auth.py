@@ -59,11 +59,19 @@ class Auth:
             rows are cached for a few seconds, so a revocation takes that long to apply).
     """
 
-    def __init__(self, app: ASGIApp, *, token: str | None, meta: MetaStore) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        meta: MetaStore,
+        keys: KeyCache | None = None,
+        buckets: TokenBuckets | None = None,
+    ) -> None:
         self.app = app
         self._token = token.encode() if token else None
-        self._keys = KeyCache(meta)
-        self._buckets = TokenBuckets()
+        self._keys = keys or KeyCache(meta)
+        self._buckets = buckets or TokenBuckets()  # share them for one rate limit across apps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:

@@ -280,6 +280,9 @@ class OnlineFeatures:
     ):
         self._lookup, self._on_demand, self._refs = lookup, on_demand, refs
         self._fetch = [f"{v.name}:{n}" for v in views.values() for n in v.feature_names]
+        self.in_process = "in_process" in lookup.store.capabilities and not on_demand
+        """Whether a lookup is quick local work: an in-process store and no on-demand features
+        (project code, whose cost is unknown)."""
 
     def get(
         self,

@@ -40,7 +40,8 @@ from gyre.store import ArtifactStore
 log = logging.getLogger(__name__)
 
 # A batch runs inline in the event loop only if the model answers a row faster than this and
-# the endpoint reads no online features (a store round trip must not stall the loop).
+# the endpoint's feature lookup, if any, is in-process (a store round trip must not stall the
+# loop; a thread hand-off for a SQLite read measured 2x the whole single-row prediction).
 INLINE_MAX_MS = 1.0
 _EMPTY_WINDOW = {"count": 0, "count_distinct": 0}
 
@@ -140,7 +141,7 @@ class CompiledEndpoint:
         )
 
         self.call_ms = self._warm_up()
-        inline = self._lookup is None and self.call_ms < INLINE_MAX_MS
+        inline = self.call_ms < INLINE_MAX_MS and (self._lookup is None or self._lookup.in_process)
         self.executor = None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"gyre-endpoint-{name}")
         self.batcher = Batcher(
             self.run_batch,

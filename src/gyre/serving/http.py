@@ -48,6 +48,11 @@ _JSON_TYPES = frozenset({b"", b"application/json"})
 _OIP_TYPES = frozenset({b"", b"application/json", b"application/octet-stream"})
 
 
+def takes(path: str) -> bool:
+    """Whether ``path`` may be a prediction route (under ``/v1/endpoints`` or ``/v2``)."""
+    return path.startswith("/v1/endpoints") or (path.startswith("/v2") and (len(path) == 3 or path[3] == "/"))
+
+
 class ServingRoutes:
     """ASGI middleware serving predictions; everything else goes to ``app``.
 

@@ -18,11 +18,11 @@ Query it with DuckDB over the lake, e.g.
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from gyre.data import catalog
@@ -86,18 +86,40 @@ def as_number(value: Any) -> float | None:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_FROM_BASE32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+_CROCKFORD_BYTES = np.frombuffer(_CROCKFORD.encode(), dtype=np.uint8)
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10 bits as two characters
+_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)  # 40 bits as eight 5-bit characters
+_FEW = 12  # up to this many ids, integer arithmetic beats numpy's fixed cost
+_time_part: tuple[int, str] = (0, "")
 
 
 def new_ids(n: int) -> list[str]:
     """``n`` new ULIDs (as :func:`gyre.ids.new_id` makes them), for one batch at once.
 
-    A ULID is 48 bits of milliseconds and 80 random bits in Crockford base32: the time part
-    is the same for the batch, and 80 bits are exactly 16 base32 characters, so the random
-    parts of the whole batch are one ``b32encode`` of ``10 * n`` random bytes (~4x faster
-    than one ``ULID()`` each, which matters for 10,000-row requests).
+    A ULID is 48 bits of milliseconds and 80 random bits in Crockford base32 (26 characters).
+    The time part is shared by the batch (and encoded once a millisecond); the random parts
+    are encoded ten bits at a time for a few ids, and all at once with numpy for more
+    (~1.3 us for one id, ~0.25 us an id for 100: a third of one ``b32encode`` a batch).
     """
+    global _time_part
     ms = time.time_ns() // 1_000_000
-    prefix = "".join(_CROCKFORD[(ms >> (5 * (9 - i))) & 31] for i in range(10))
-    text = base64.b32encode(os.urandom(10 * n)).translate(_FROM_BASE32).decode()
-    return [prefix + text[16 * i : 16 * i + 16] for i in range(n)]
+    if _time_part[0] != ms:
+        _time_part = (ms, "".join(_CROCKFORD[(ms >> (5 * (9 - i))) & 31] for i in range(10)))
+    prefix = _time_part[1]
+    if n <= _FEW:
+        p = _PAIRS
+        ids = []
+        for _ in range(n):
+            v = int.from_bytes(os.urandom(10), "big")
+            ids.append(
+                prefix + p[v >> 70] + p[(v >> 60) & 1023] + p[(v >> 50) & 1023] + p[(v >> 40) & 1023]
+                + p[(v >> 30) & 1023] + p[(v >> 20) & 1023] + p[(v >> 10) & 1023] + p[v & 1023]
+            )  # fmt: skip
+        return ids
+    five = np.frombuffer(os.urandom(10 * n), dtype=np.uint8).reshape(2 * n, 5).astype(np.uint64)
+    forty = (five[:, 0] << 32) | (five[:, 1] << 24) | (five[:, 2] << 16) | (five[:, 3] << 8) | five[:, 4]
+    text = np.empty((n, 26), dtype=np.uint8)
+    text[:, :10] = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    text[:, 10:] = _CROCKFORD_BYTES[(forty[:, None] >> _SHIFTS) & 31].reshape(n, 16)
+    joined = text.tobytes().decode("ascii")
+    return [joined[26 * i : 26 * i + 26] for i in range(n)]

@@ -88,3 +88,18 @@ def test_a_flush_commits_what_was_buffered_when_it_began(buffer: PushBuffer) -> 
     assert buffer.flush() == {"payments": [2]}
     assert buffer.flush() == {"payments": [3]} and buffer.pending("payments") == 0
     assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [1, 2, 3, 4]
+
+
+def test_the_buffer_file_is_reused_after_each_flush(buffer: PushBuffer) -> None:
+    """Appends never checkpoint (that is the flush's job), so the WAL stops growing once a flush
+    has moved what it holds into the table and SQLite starts it over."""
+    record = {"id": 1, "amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+    wal = buffer.path.with_name(buffer.path.name + "-wal")
+    sizes = []
+    for _ in range(3):
+        for i in range(300):
+            buffer.append("payments", [{**record, "id": i}])
+        buffer.flush()
+        sizes.append(wal.stat().st_size)
+    assert sizes[2] <= sizes[0] * 1.2, sizes
+    assert buffer.lake.read("payments").num_rows == 900 and buffer.pending() == 0

@@ -96,7 +96,7 @@ def test_features_are_looked_up_and_on_demand_ones_computed(
     app = start_app()
     described = app.get("/v1/endpoints/scored").json()
     assert [(f["name"], f["kind"]) for f in described["inputs"]] == [("amount", "number"), ("user_id", "key")]
-    assert described["runs_inline"] is False  # a store read must not stall the event loop
+    assert described["runs_inline"] is False  # on-demand features are project code, of unknown cost
 
     r = app.post(
         "/v1/endpoints/scored/predict",
@@ -170,3 +170,15 @@ def test_a_canary_keeps_each_entity_on_one_side(
     # The routing key is the user id as the request carried it; its bucket decides the side.
     expected = {u for u in users if bucket((u,)) < 40 * BUCKETS / 100}
     assert {u for u, versions in seen.items() if versions == {v2}} == expected
+
+
+def test_only_in_process_lookups_without_project_code_run_inline(featured: Client) -> None:
+    """A SQLite read is microseconds of local work; a Redis read is a network round trip and an
+    on-demand feature runs project code: those batches leave the event loop."""
+    from gyre.features.online.redis import RedisOnlineStore
+
+    store = featured.features
+    looked_up = ["user_activity:last_amount", "user_activity:payments_1d"]
+    assert store.lookup(looked_up).in_process is True
+    assert store.lookup([*looked_up, "risk:amount_vs_last"]).in_process is False
+    assert "in_process" not in RedisOnlineStore.capabilities

@@ -43,7 +43,9 @@ class OnlineStore(ABC):
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
     """Optional abilities: ``"multi_host"`` (processes on other machines share the store, so
-    serving replicas can read what one materializer wrote)."""
+    serving replicas can read what one materializer wrote); ``"in_process"`` (a read is a
+    local file read of microseconds, no network round trip: a server may run it in its event
+    loop)."""
 
     @classmethod
     @abstractmethod

@@ -55,7 +55,7 @@ def _padded(n: int) -> int:
 class SqliteOnlineStore(OnlineStore):
     """An online store in one SQLite file (``path``, or ``":memory:"``)."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    capabilities: ClassVar[frozenset[str]] = frozenset({"in_process"})
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
