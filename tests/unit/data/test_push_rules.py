@@ -1,7 +1,9 @@
-"""Pushed records meet the dataset's declared schema and its row expectations at the edge."""
+"""Pushed records meet the dataset's declared schema and its row expectations at the edge; the
+buffer groups them into commits, trims what the lake has, and reads files older Gyres wrote."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,3 +105,40 @@ def test_the_buffer_file_is_reused_after_each_flush(buffer: PushBuffer) -> None:
         sizes.append(wal.stat().st_size)
     assert sizes[2] <= sizes[0] * 1.2, sizes
     assert buffer.lake.read("payments").num_rows == 900 and buffer.pending() == 0
+
+
+def test_groups_hold_whole_appends_up_to_max_rows(buffer: PushBuffer) -> None:
+    record = {"amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+    buffer.max_rows = 5
+    for start in (0, 3, 6, 8):  # appends of 3, 3, 2 and 4 records
+        size = {0: 3, 3: 3, 6: 2, 8: 4}[start]
+        assert buffer.append("payments", [{**record, "id": start + i} for i in range(size)]) == size
+    assert buffer.pending("payments") == buffer.pending() == 12
+    assert buffer.flush() == {"payments": [0, 1, 2]}  # 3 | 3+2 | 4: no append is split
+    assert [v.rows for v in catalog.list_versions(buffer.meta, "payments")] == [3, 5, 4]
+    assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == list(range(12))
+    assert buffer.pending() == 0
+
+
+def test_a_buffer_file_from_an_older_gyre_is_committed(tmp_path: Path, buffer: PushBuffer) -> None:
+    """Files written before appends became one row each hold a record per row, without ``n``:
+    reopened, they gain the column and their records are committed like new ones."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "dataset TEXT NOT NULL, payload TEXT NOT NULL)"
+    )
+    for i in range(3):
+        payload = f'{{"id": {i}, "amount": 1.0, "country": "FR", "ts": "2026-11-26T10:00:00Z"}}'
+        old.execute("INSERT INTO records (dataset, payload) VALUES ('payments', ?)", (payload,))
+    old.commit()
+    old.close()
+    reopened = PushBuffer(path, buffer.meta, buffer.lake)
+    try:
+        assert reopened.pending("payments") == 3
+        reopened.append("payments", [{"id": 3, "amount": 2.0, "country": "DE", "ts": "2026-11-26T11:00:00Z"}])
+        assert reopened.flush() == {"payments": [0]} and reopened.pending() == 0
+    finally:
+        reopened.close()
+    assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2, 3]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from gyre.serving.errors import InvalidInput, MalformedRequest
 from gyre.serving.inputs import ANY, BOOL, INTEGER, KEY, NUMBER, STRING, InputField, InputPlan, kind_of_dtype
@@ -145,3 +148,40 @@ def test_a_numeric_matrix_in_field_order() -> None:
 )
 def test_kinds_of_signature_dtypes(dtype: str, kind: str) -> None:
     assert kind_of_dtype(dtype) == kind
+
+
+_VALUES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([float("nan"), float("inf"), True, None, "1.5", [], {}]),
+)
+
+
+@given(
+    rows=st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "extra"]), _VALUES, min_size=1, max_size=4),
+        min_size=1,
+        max_size=5,
+    ),
+    reject=st.booleans(),
+)
+@hsettings(max_examples=300, deadline=None)
+def test_rows_of_numbers_read_fast_as_the_checked_path_does(
+    rows: list[dict[str, object]], reject: bool
+) -> None:
+    """Plans of plain numbers read rows in one pass; whatever it takes or leaves, the answer
+    (matrix or error message) is the one the value-by-value path gives."""
+    fields = [InputField(name, NUMBER, True) for name in ("a", "b", "c")]
+    plan = InputPlan(fields, "reject" if reject else "ignore")
+    checked = InputPlan(fields, "reject" if reject else "ignore")
+    checked._getter = None  # the value-by-value path alone
+
+    def outcome(p: InputPlan) -> object:
+        try:
+            prepared = p.from_rows(rows)
+        except (InvalidInput, MalformedRequest) as err:
+            return type(err), str(err)
+        assert prepared.num.dtype == np.float64 and prepared.obj == []
+        return prepared.num.tobytes(), prepared.num.shape
+
+    assert outcome(plan) == outcome(checked)
