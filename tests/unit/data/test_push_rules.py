@@ -4,6 +4,8 @@ buffer groups them into commits, trims what the lake has, and reads files older 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -142,3 +144,49 @@ def test_a_buffer_file_from_an_older_gyre_is_committed(tmp_path: Path, buffer: P
     finally:
         reopened.close()
     assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2, 3]
+
+
+def test_a_trimmed_buffer_never_reuses_a_position(buffer: PushBuffer) -> None:
+    """Commits are marked with the last position they hold: were a position used again after
+    the buffer was emptied, its new record would count as committed and never reach the lake."""
+    record = {"amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+    for i in range(3):
+        buffer.append("payments", [{**record, "id": i}])
+        assert buffer.flush() == {"payments": [i]} and buffer.pending() == 0
+    assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2]
+    reopened = PushBuffer(buffer.path, buffer.meta, buffer.lake)  # a restart reads the same file
+    try:
+        reopened.append("payments", [{**record, "id": 3}])
+        assert reopened.flush() == {"payments": [3]}
+    finally:
+        reopened.close()
+    assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2, 3]
+
+
+def test_the_wal_starts_over_while_appends_keep_coming(buffer: PushBuffer) -> None:
+    """Trims checkpoint beside a steady stream of appends; the WAL must still start over (a
+    checkpoint that appends always overtake never lets it), so the file stays bounded."""
+    record = {"amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+    wal = buffer.path.with_name(buffer.path.name + "-wal")
+    stop = threading.Event()
+    appended = [0]
+
+    def append_forever() -> None:
+        while not stop.is_set():
+            buffer.append("payments", [{**record, "id": appended[0]}])
+            appended[0] += 1
+
+    writer = threading.Thread(target=append_forever)
+    writer.start()
+    sizes = []
+    try:
+        for _ in range(12):
+            time.sleep(0.05)
+            buffer.flush()
+            sizes.append(wal.stat().st_size)
+    finally:
+        stop.set()
+        writer.join()
+    buffer.flush()
+    assert buffer.lake.read("payments").num_rows == appended[0] and buffer.pending() == 0
+    assert max(sizes[6:]) <= 2 * max(sizes[:6]), sizes
