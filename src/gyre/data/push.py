@@ -32,7 +32,8 @@ from gyre.meta import MetaStore
 APP_ID = "gyre-push"
 MAX_RECORDS_PER_REQUEST = 10_000
 RULES_TTL_S = 5.0
-TRIM_CHUNK = 500  # committed records removed per buffer transaction
+TRIM_CHUNK = 100  # appends' rows removed per buffer transaction (~0.6 ms each, appends held)
+WAL_RESET_BYTES = 32 << 20  # the buffer's WAL is made to start over past this size
 
 
 class PushBuffer:
@@ -62,6 +63,7 @@ class PushBuffer:
         self.path = path
         self.meta, self.lake = meta, lake
         self.max_rows, self.max_delay_s, self.trims = max_rows, max_delay_s, trims
+        self.wal_reset_bytes = WAL_RESET_BYTES
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
         # Small pages: an append rewrites the pages it touches in the WAL, so a 4 KiB page
         # per ~600-byte record made the WAL write ~15x the data (a new file only; see below).
@@ -245,14 +247,16 @@ class PushBuffer:
                 self._delete_upto(dataset, committed)
         # Appends never checkpoint (see __init__). A checkpoint on a connection of its own runs
         # beside writers, so appends do not wait for its bulk; but the WAL starts over only
-        # after a checkpoint no append overtook, so a second one, of the few frames appended
-        # meanwhile, runs with appends held (without it, steady appends grew the WAL by
-        # hundreds of MB a minute).
+        # after a checkpoint no append overtook, so once the WAL is past ``wal_reset_bytes`` a
+        # second one, of the few frames appended meanwhile, runs with appends held (~4 ms:
+        # without it, steady appends grew the WAL by hundreds of MB a minute).
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        with self._lock:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > self.wal_reset_bytes:
+            with self._lock:
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _commit_group(self, dataset: str, upto: int) -> tuple[int] | None:
         """Commit the dataset's oldest records the lake does not have yet (at most ``max_rows``,
@@ -297,8 +301,8 @@ class PushBuffer:
         return (version,)
 
     def _delete_upto(self, dataset: str, seq: int) -> None:
-        """Remove the dataset's records up to ``seq``, a few hundred per transaction: an append
-        waits for one of them at most (about a millisecond), never for the whole trim. The
+        """Remove the dataset's records up to ``seq``, a hundred rows per transaction: an append
+        waits for one of them at most (under a millisecond), never for the whole trim. The
         table's greatest row is emptied rather than removed, so the next ``seq`` is greater than
         every one used before."""
         while True:

@@ -168,6 +168,7 @@ def test_the_wal_starts_over_while_appends_keep_coming(buffer: PushBuffer) -> No
     checkpoint that appends always overtake never lets it), so the file stays bounded."""
     record = {"amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
     wal = buffer.path.with_name(buffer.path.name + "-wal")
+    buffer.wal_reset_bytes = 256 << 10
     stop = threading.Event()
     appended = [0]
 
