@@ -88,6 +88,9 @@ class PushBuffer:
         if "n" not in {c[1] for c in self._db.execute("PRAGMA table_info(records)")}:
             with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
                 self._db.execute("ALTER TABLE records ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
+        # Flushes read on a connection of their own: a statement still open on the appends'
+        # connection would hold back an append's commit, whatever the append was told.
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
         self._checkpointer: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -150,8 +153,8 @@ class PushBuffer:
                 # wait for the next round, or a steady stream would keep the flusher committing
                 # a small group after every commit (measured: 10 Delta versions a second and a
                 # core busy at 2,500 predictions/s, where one version a second does).
-                upto = self._db.execute("SELECT max(seq) FROM records").fetchone()[0]
-                datasets = [d for (d,) in self._db.execute("SELECT DISTINCT dataset FROM records")]
+                upto = self._reader.execute("SELECT max(seq) FROM records").fetchone()[0]
+                datasets = [d for (d,) in self._reader.execute("SELECT DISTINCT dataset FROM records")]
                 for dataset in datasets:
                     while version := self._commit_group(dataset, upto):
                         out.setdefault(dataset, []).append(version[0])
@@ -191,6 +194,7 @@ class PushBuffer:
     def close_db(self) -> None:
         """Close the buffer's files (without flushing)."""
         self._db.close()
+        self._reader.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
         self._flush_file.close()
@@ -265,11 +269,9 @@ class PushBuffer:
         never committed twice."""
         committed = self.lake.transaction_version(dataset, APP_ID)  # None before the first commit
         after = committed if committed is not None else 0
-        # Which rows make the group (at most max_rows records, at least one row), then read
-        # them; every statement runs to its end at once, so none holds a transaction open on
-        # the connection appends use (an append is durable only once no statement is pending).
+        # Which rows make the group (at most max_rows records, at least one row), then read them.
         last, total = 0, 0
-        for seq, n in self._db.execute(
+        for seq, n in self._reader.execute(
             "SELECT seq, n FROM records WHERE dataset = ? AND seq > ? AND seq <= ? ORDER BY seq",
             (dataset, after, upto),
         ).fetchall():
@@ -279,7 +281,7 @@ class PushBuffer:
         if not total:
             return None
         records: list[Any] = []
-        for (payload,) in self._db.execute(
+        for (payload,) in self._reader.execute(
             "SELECT payload FROM records WHERE dataset = ? AND seq > ? AND seq <= ? ORDER BY seq",
             (dataset, after, last),
         ).fetchall():
