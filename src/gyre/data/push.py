@@ -65,9 +65,6 @@ class PushBuffer:
         self.max_rows, self.max_delay_s, self.trims = max_rows, max_delay_s, trims
         self.wal_reset_bytes = WAL_RESET_BYTES
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
-        # Small pages: an append rewrites the pages it touches in the WAL, so a 4 KiB page
-        # per ~600-byte record made the WAL write ~15x the data (a new file only; see below).
-        self._db.execute("PRAGMA page_size=1024")
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL survives a killed process (the acknowledgement's promise); only power loss can
         # lose the last transactions.
