@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -80,9 +81,11 @@ class Phases:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.notes: list[str] = []
+        self.attempted: set[str] = set()
 
     def attempt(self, phase: str, fn: Callable[[], Any]) -> None:
         log(f"[{phase}]")
+        self.attempted.add(phase)
         start = time.perf_counter()
         try:
             self.data[phase] = fn()
@@ -502,3 +505,53 @@ def dump_json(data: Any) -> str:
         return x
 
     return json.dumps(clean(data), indent=2)
+
+
+def peer_python(peer: str, venv: Path, requirements: Sequence[str], given: str | None) -> str | None:
+    """The interpreter that runs a peer's half: ``given``, else the benchmark's own virtualenv
+    for ``peer`` at ``venv`` (made once with ``requirements``); None if it cannot be made."""
+    if given:
+        return given
+    python = venv / "bin" / "python"
+    if python.exists():
+        return str(python)
+    log(f"creating the {peer} virtualenv ({', '.join(requirements)}) in {venv}; this takes minutes")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *requirements], check=True, env=child_env()
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        log(f"  could not install {peer} ({exc}); running without it")
+        shutil.rmtree(venv, ignore_errors=True)  # no half-made virtualenv next time
+        return None
+    return str(python)
+
+
+def peer_version(peer: str, python: str, side: Path, env: dict[str, str], key: str) -> str | None:
+    """The peer's version as its side script's ``version`` command prints it (JSON ``key``), or
+    None, saying why, when ``python`` cannot import it."""
+    try:
+        proc = subprocess.run(
+            [python, str(side), "version"], capture_output=True, text=True, env=env, timeout=300
+        )
+        if proc.returncode == 0:
+            return str(json.loads(proc.stdout.strip().splitlines()[-1])[key])
+        log(f"{peer} is not importable by {python}:\n{proc.stderr[-1500:]}")
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+        log(f"{peer} is not usable with {python}: {exc}")
+    return None
+
+
+def redis_available(url: str) -> str | None:
+    """Redis's version if a server answers at ``url``, else None."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            return str(client.info("server").get("redis_version"))
+        finally:
+            client.close()
+    except Exception:
+        return None

@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -62,7 +61,10 @@ from _common import (
     log,
     markdown_table,
     median_seconds,
+    peer_python,
+    peer_version,
     percentiles,
+    redis_available,
     render_table,
 )
 
@@ -589,20 +591,6 @@ def raw_redis_online(redis_url: str, prefix: str, workdir: Path, ids: Any, calls
         client.close()
 
 
-def redis_available(url: str) -> str | None:
-    """Redis's version if a server answers at ``url``, else None."""
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        try:
-            return str(client.info("server").get("redis_version"))
-        finally:
-            client.close()
-    except Exception:
-        return None
-
-
 def redis_cleanup(url: str, prefix: str) -> int:
     """Delete every key under the benchmark's prefix (and only those)."""
     import redis
@@ -645,24 +633,7 @@ def feast_python(args: argparse.Namespace) -> str | None:
     if args.no_feast:
         return None
     given = args.feast_python or os.environ.get(FEAST_PYTHON_ENV)
-    if given:
-        return given
-    python = FEAST_VENV / "bin" / "python"
-    if python.exists():
-        return str(python)
-    log(f"creating the Feast virtualenv ({FEAST_REQUIREMENT}) in bench/.venvs/feast; this takes minutes")
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", FEAST_REQUIREMENT],
-            check=True,
-            env=child_env(),
-        )
-    except (subprocess.CalledProcessError, OSError) as exc:
-        log(f"  could not install Feast ({exc}); running without it")
-        shutil.rmtree(FEAST_VENV, ignore_errors=True)  # no half-made virtualenv next time
-        return None
-    return str(python)
+    return peer_python("Feast", FEAST_VENV, [FEAST_REQUIREMENT], given)
 
 
 def feast_env() -> dict[str, str]:
@@ -671,16 +642,7 @@ def feast_env() -> dict[str, str]:
 
 
 def feast_version(python: str) -> str | None:
-    try:
-        proc = subprocess.run(
-            [python, str(FEAST_SIDE), "version"], capture_output=True, text=True, env=feast_env(), timeout=300
-        )
-        if proc.returncode == 0:
-            return json.loads(proc.stdout.strip().splitlines()[-1])["feast_version"]
-        log(f"Feast is not importable by {python}:\n{proc.stderr[-1500:]}")
-    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
-        log(f"Feast is not usable with {python}: {exc}")
-    return None
+    return peer_version("Feast", python, FEAST_SIDE, feast_env(), "feast_version")
 
 
 def feast_run(python: str, data: Data, sizes: Sizes, ids: Any, workdir: Path, r: Results) -> dict[str, Any]:

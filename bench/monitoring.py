@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,8 @@ from _common import (
     log,
     markdown_table,
     median_seconds,
+    peer_python,
+    peer_version,
     render_table,
 )
 
@@ -380,24 +381,7 @@ def evidently_python(args: argparse.Namespace) -> str | None:
     if args.no_evidently:
         return None
     given = args.evidently_python or os.environ.get(EVIDENTLY_PYTHON_ENV)
-    if given:
-        return given
-    python = EVIDENTLY_VENV / "bin" / "python"
-    if python.exists():
-        return str(python)
-    log(f"creating the Evidently virtualenv ({', '.join(EVIDENTLY_REQUIREMENTS)}) in bench/.venvs/evidently")
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *EVIDENTLY_REQUIREMENTS],
-            check=True,
-            env=child_env(),
-        )
-    except (subprocess.CalledProcessError, OSError) as exc:
-        log(f"  could not install Evidently ({exc}); running without it")
-        shutil.rmtree(EVIDENTLY_VENV, ignore_errors=True)  # no half-made virtualenv next time
-        return None
-    return str(python)
+    return peer_python("Evidently", EVIDENTLY_VENV, EVIDENTLY_REQUIREMENTS, given)
 
 
 def evidently_env() -> dict[str, str]:
@@ -406,20 +390,7 @@ def evidently_env() -> dict[str, str]:
 
 
 def evidently_version(python: str) -> str | None:
-    try:
-        proc = subprocess.run(
-            [python, str(EVIDENTLY_SIDE), "version"],
-            capture_output=True,
-            text=True,
-            env=evidently_env(),
-            timeout=300,
-        )
-        if proc.returncode == 0:
-            return json.loads(proc.stdout.strip().splitlines()[-1])["evidently_version"]
-        log(f"Evidently is not importable by {python}:\n{proc.stderr[-1500:]}")
-    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
-        log(f"Evidently is not usable with {python}: {exc}")
-    return None
+    return peer_version("Evidently", python, EVIDENTLY_SIDE, evidently_env(), "evidently_version")
 
 
 def evidently_run(python: str, sizes: Sizes, workdir: Path, r: Results) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from _common import (
     install_sigterm_handler,
     log,
     markdown_table,
+    redis_available,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -190,7 +191,7 @@ def materialize_redis(meta: Any, settings: Any) -> str | None:
     from gyre.features.store import FeatureStore
     from gyre.project import project_definitions
 
-    if redis_version() is None:
+    if redis_available(REDIS_URL) is None:
         log("  Redis does not answer at 127.0.0.1:6379: the Redis rows are skipped")
         return None
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
@@ -206,19 +207,6 @@ def materialize_redis(meta: Any, settings: Any) -> str | None:
 
 def redis_url(prefix: str) -> str:
     return f"{REDIS_URL}?prefix={prefix}"
-
-
-def redis_version() -> str | None:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        try:
-            return str(client.info("server").get("redis_version"))
-        finally:
-            client.close()
-    except Exception:
-        return None
 
 
 def redis_cleanup(prefix: str) -> None:

@@ -27,8 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from _common import (
     SEARCH_EXPERIMENT,
     SEARCH_FILTER,
     SEARCH_THRESHOLD,
+    Phases,
     Row,
     Server,
     apply_thread_env,
@@ -96,31 +96,11 @@ QUICK = Sizes(
 )
 
 
-class Results:
+class Results(Phases):
     """Figures by phase, plus the errors of phases that failed (the others still run)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-        self.attempted: set[str] = set()
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
 
     def get(self, phase: str, key: str) -> Any:
         return self.data.get(phase, {}).get(key)
-
-    def attempt(self, phase: str, fn: Callable[[], dict[str, Any]]) -> None:
-        """Run one phase; a failure is recorded and reported, and the benchmark goes on."""
-        log(f"[{phase}]")
-        self.attempted.add(phase)
-        start = time.perf_counter()
-        try:
-            self.data[phase] = fn()
-            log(f"  done in {time.perf_counter() - start:.0f} s")
-        except Exception as exc:
-            detail = traceback.format_exc() if os.environ.get("GYRE_BENCH_DEBUG") else ""
-            message = f"{phase}: {type(exc).__name__}: {exc}"
-            self.errors.append(message)
-            log(f"  FAILED {message}\n{detail}")
 
 
 # -- the physical limit: raw sqlite3 ---------------------------------------------------------

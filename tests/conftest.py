@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -101,6 +102,45 @@ def client(settings: Settings) -> Iterator[Client]:
     set_default_client(c)
     yield c
     c.close()
+
+
+@pytest.fixture
+def define(project: Path, client: Client) -> Callable[[str], Client]:
+    """``define(text)``: write the project's definitions.py and apply it, as ``gyre apply`` does."""
+    from gyre.project import apply, project_definitions
+
+    def write_and_apply(text: str) -> Client:
+        (project / "definitions.py").write_text(text)
+        sys.modules.pop("gyre_project.definitions", None)  # an earlier test's module is stale
+        apply(client.backend.meta, project_definitions(client.settings))  # type: ignore[attr-defined]
+        return client
+
+    return write_and_apply
+
+
+@pytest.fixture
+def ingest_table(project: Path, client: Client) -> Callable[..., int]:
+    """``ingest_table(table, name, dataset="payments")``: ingest an Arrow table from a Parquet
+    file ``name``.parquet in the project, as ``gyre ingest`` does; returns the new version."""
+    import pyarrow.parquet as pq
+
+    from gyre.data.ingest import ingest_files
+
+    def ingest(table: Any, name: str, dataset: str = "payments") -> int:
+        path = project / f"{name}.parquet"
+        pq.write_table(table, path)
+        backend = client.backend
+        result = ingest_files(
+            backend.meta,  # type: ignore[attr-defined]
+            client.features.lake,
+            backend.store,  # type: ignore[attr-defined]
+            dataset,
+            [str(path)],
+        )
+        assert result.accepted and result.version is not None, result.report.to_dict()
+        return result.version
+
+    return ingest
 
 
 @pytest.fixture(scope="session")

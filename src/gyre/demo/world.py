@@ -20,21 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gyre.demo.payments import PaymentsConfig, PaymentsGenerator
+from gyre.demo.payments import PAYMENTS_SCHEMA, PaymentsConfig, PaymentsGenerator
 from gyre.errors import InvalidArgument
 
-TS = pa.timestamp("us", tz="UTC")
+TS = PAYMENTS_SCHEMA.field("ts").type
+# What the demo's payments dataset holds: the generator's columns without the label, and the
+# local hour of the payment (a feature that drifts).
 PAYMENTS = pa.schema(
     [
-        pa.field("payment_id", pa.string(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("merchant_id", pa.string(), nullable=False),
-        pa.field("amount", pa.float64(), nullable=False),
-        pa.field("currency", pa.string(), nullable=False),
-        pa.field("country", pa.string(), nullable=False),
-        pa.field("device", pa.string(), nullable=False),
+        *(f for f in PAYMENTS_SCHEMA if f.name not in ("ts", "is_fraud")),
         pa.field("hour", pa.int64(), nullable=False),
-        pa.field("ts", TS, nullable=False),
+        PAYMENTS_SCHEMA.field("ts"),
     ]
 )
 LABELS = pa.schema(

@@ -32,7 +32,7 @@ from gyre.jsonsafe import decode_floats, encode_floats
 from gyre.meta import MetaStore
 from gyre.meta.monitoring_schema import QualityReportRecord
 from gyre.monitoring import predictions
-from gyre.monitoring.definitions import monitor_spec
+from gyre.monitoring.definitions import MonitorSpec, monitor_spec
 from gyre.monitoring.feedback import labels_of, list_feedback
 
 _EPS = 1e-15
@@ -185,21 +185,8 @@ def live_quality(
     for model, version in sorted(set(made) | set(labels), key=lambda k: -k[1]):
         rows = labels.get((model, version), [])
         ys, ps = [f.label for f in rows], [f.prediction for f in rows]
-        task = spec.task or (infer_task(ys, ps) if rows else "unknown")
-        metrics = compute_metrics(task, ys, ps, spec.cutoff) if rows else {}
-        reports.append(
-            QualityReport(
-                endpoint,
-                model,
-                version,
-                start,
-                end,
-                predictions=made.get((model, version), 0),
-                labelled=len(rows),
-                task=task,
-                metrics=metrics,
-            )
-        )
+        made_n = made.get((model, version), 0)
+        reports.append(_version_report(spec, endpoint, model, version, (start, end), made_n, ys, ps))
     if save and reports:
         now = utcnow()
         with meta.write() as uow:
@@ -265,22 +252,36 @@ def shadow_quality(
     reports = []
     for (model, version), n in sorted(made.items(), key=lambda kv: -kv[0][1]):
         ys, ps = pairs[(model, version)]
-        task = spec.task or (infer_task(ys, ps) if ys else "unknown")
-        reports.append(
-            QualityReport(
-                endpoint,
-                model,
-                version,
-                start,
-                end,
-                predictions=n,
-                labelled=len(ys),
-                task=task,
-                metrics=compute_metrics(task, ys, ps, spec.cutoff) if ys else {},
-                shadow=True,
-            )
-        )
+        reports.append(_version_report(spec, endpoint, model, version, (start, end), n, ys, ps, shadow=True))
     return reports
+
+
+def _version_report(
+    spec: MonitorSpec,
+    endpoint: str,
+    model: str,
+    version: int,
+    window: tuple[datetime, datetime],
+    made: int,
+    ys: list[Any],
+    ps: list[Any],
+    *,
+    shadow: bool = False,
+) -> QualityReport:
+    """One version's report from its labels ``ys`` and predictions ``ps`` (empty: no metrics)."""
+    task = spec.task or (infer_task(ys, ps) if ys else "unknown")
+    metrics = compute_metrics(task, ys, ps, spec.cutoff) if ys else {}
+    return QualityReport(
+        endpoint,
+        model,
+        version,
+        *window,
+        predictions=made,
+        labelled=len(ys),
+        task=task,
+        metrics=metrics,
+        shadow=shadow,
+    )
 
 
 def list_quality_reports(

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
@@ -32,7 +31,6 @@ from gyre.controller.pipelines import (
     pipeline_reaction,
     pipelines_schedule,
 )
-from gyre.data.ingest import ingest_files
 from gyre.ids import utcnow
 from gyre.meta.schema import Event
 from gyre.monitoring.engine import AlertEngine
@@ -177,9 +175,10 @@ def _controller(
     )
 
 
-def _ingest(client: Client, folder: Path, rows: int, name: str) -> int:
+def _payments(folder: Path, rows: int) -> pa.Table:
+    """``rows`` new payments, their ids following those of the batches already written."""
     start = len(list(folder.glob("batch-*.parquet"))) * 1000
-    table = pa.table(
+    return pa.table(
         {
             "payment_id": [f"p{start + i}" for i in range(rows)],
             "user_id": [i % 5 for i in range(rows)],
@@ -187,18 +186,6 @@ def _ingest(client: Client, folder: Path, rows: int, name: str) -> int:
             "ts": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * rows, pa.timestamp("us", tz="UTC")),
         }
     )
-    path = folder / f"batch-{name}.parquet"
-    pq.write_table(table, path)
-    backend = client.backend
-    result = ingest_files(
-        backend.meta,  # type: ignore[attr-defined]
-        client.features.lake,
-        backend.store,  # type: ignore[attr-defined]
-        "payments",
-        [str(path)],
-    )
-    assert result.accepted and result.version is not None, result.report.to_dict()
-    return result.version
 
 
 def _runs(client: Client, pipeline: str) -> list[Any]:
@@ -231,12 +218,15 @@ def _wait_for(path: Path, timeout: float = 60) -> None:
 
 
 def test_a_new_dataset_version_runs_the_pipeline_once(
-    project: Path, client: Client, launchers: Callable[..., PipelineLauncher]
+    project: Path,
+    client: Client,
+    launchers: Callable[..., PipelineLauncher],
+    ingest_table: Callable[..., int],
 ) -> None:
     launcher = launchers()
     controller = _controller(client, launcher)
     controller.run_once()  # the reaction starts from now
-    _ingest(client, project, 20, "a")
+    ingest_table(_payments(project, 20), "batch-a")
     controller.run_once()
     assert launcher.wait_idle(120)
     controller.run_once()  # nothing new: the same version does not start it again
@@ -250,10 +240,10 @@ def test_a_new_dataset_version_runs_the_pipeline_once(
     assert tags["gyre.pipeline.event"] == created.id  # lineage: which event started it
 
     # Fewer rows than min_new_rows wait; they add up with the next version.
-    _ingest(client, project, 4, "b")
+    ingest_table(_payments(project, 4), "batch-b")
     controller.run_once()
     assert launcher.wait_idle(120) and len(_runs(client, "on_data")) == 1
-    _ingest(client, project, 6, "c")
+    ingest_table(_payments(project, 6), "batch-c")
     controller.run_once()
     assert launcher.wait_idle(120)
     runs = _runs(client, "on_data")
@@ -261,7 +251,11 @@ def test_a_new_dataset_version_runs_the_pipeline_once(
 
 
 def test_two_controllers_start_one_run(
-    project: Path, client: Client, launchers: Callable[..., PipelineLauncher], meta_url: str
+    project: Path,
+    client: Client,
+    launchers: Callable[..., PipelineLauncher],
+    meta_url: str,
+    ingest_table: Callable[..., int],
 ) -> None:
     a, b = launchers(), launchers()
     other = connect(settings=load_settings(project))
@@ -269,7 +263,7 @@ def test_two_controllers_start_one_run(
         first, second = _controller(client, a), _controller(other, b)
         first.run_once()
         second.run_once()
-        _ingest(client, project, 30, "a")
+        ingest_table(_payments(project, 30), "batch-a")
         threads = [threading.Thread(target=c.run_once) for c in (first, second, first, second)]
         for t in threads:
             t.start()
@@ -458,7 +452,9 @@ def test_the_default_controller_runs_pipelines(
 
 
 @SQLITE_ONLY
-def test_gyre_controller_once_waits_for_the_runs_it_started(project: Path, client: Client) -> None:
+def test_gyre_controller_once_waits_for_the_runs_it_started(
+    project: Path, client: Client, ingest_table: Callable[..., int]
+) -> None:
     from typer.testing import CliRunner
 
     from gyre.cli.main import app
@@ -466,7 +462,7 @@ def test_gyre_controller_once_waits_for_the_runs_it_started(project: Path, clien
     runner = CliRunner()
     first = runner.invoke(app, ["controller", "--once"], catch_exceptions=False)
     assert first.exit_code == 0, first.output  # the reactions start from now
-    _ingest(client, project, 15, "a")
+    ingest_table(_payments(project, 15), "batch-a")
     second = runner.invoke(app, ["controller", "--once"], catch_exceptions=False)
     assert second.exit_code == 0, second.output
     (run,) = _runs(client, "on_data")

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from gyre.client.client import Client
 from gyre.controller import Controller
 from gyre.controller.builtin import default_reactions
-from gyre.data.ingest import ingest_files
 from gyre.demo import PaymentsConfig, PaymentsGenerator
 from gyre.errors import Conflict, InvalidArgument, NotFound
-from gyre.project import apply, project_definitions
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -60,27 +58,8 @@ FEATURES = [
 
 
 @pytest.fixture
-def fs_client(project: Path, client: Client) -> Client:
-    (project / "definitions.py").write_text(DEFINITIONS)
-    sys.modules.pop("gyre_project.definitions", None)
-    apply(client.backend.meta, project_definitions(client.settings))  # type: ignore[attr-defined]
-    return client
-
-
-def _ingest(client: Client, folder: Path, table: pa.Table, name: str) -> int:
-    path = folder / f"{name}.parquet"
-    pq.write_table(table, path)
-    backend = client.backend
-    result = ingest_files(
-        backend.meta,  # type: ignore[attr-defined]
-        client.features.lake,
-        backend.store,  # type: ignore[attr-defined]
-        "payments",
-        [str(path)],
-    )
-    assert result.accepted, result.report.to_dict()
-    assert result.version is not None
-    return result.version
+def fs_client(define: Callable[[str], Client]) -> Client:
+    return define(DEFINITIONS)
 
 
 def _same(offline: list[dict], online: list[dict], names: list[str]) -> None:
@@ -92,12 +71,14 @@ def _same(offline: list[dict], online: list[dict], names: list[str]) -> None:
                 assert on[name] == off[name], (off, name)
 
 
-def test_offline_and_online_agree_and_lineage_is_recorded(fs_client: Client, project: Path) -> None:
+def test_offline_and_online_agree_and_lineage_is_recorded(
+    fs_client: Client, project: Path, ingest_table: Callable[..., int]
+) -> None:
     client = fs_client
     gen = PaymentsGenerator(PaymentsConfig(seed=3, n_users=30, payments_per_hour=60))
     at = T0 + timedelta(hours=11, minutes=7)
     # The online store answers "now": here, the end of the data.
-    _ingest(client, project, gen.history(T0, at), "day1")
+    ingest_table(gen.history(T0, at), "day1")
     users = list(range(30))
     entity_df = pa.table({"user_id": users, "event_timestamp": [at] * len(users)})
     with client.start_run("features") as run:
@@ -113,12 +94,14 @@ def test_offline_and_online_agree_and_lineage_is_recorded(fs_client: Client, pro
     assert any(row["payments_1h"] > 0 for row in online)
 
 
-def test_on_demand_features_run_the_same_code_offline_and_online(fs_client: Client, project: Path) -> None:
+def test_on_demand_features_run_the_same_code_offline_and_online(
+    fs_client: Client, project: Path, ingest_table: Callable[..., int]
+) -> None:
     client = fs_client
     gen = PaymentsGenerator(PaymentsConfig(seed=4, n_users=10, payments_per_hour=40))
     at = T0 + timedelta(hours=5)
     history = gen.history(T0, at)
-    _ingest(client, project, history, "day1")
+    ingest_table(history, "day1")
     client.features.materialize(now=at)
     refs = ["risk:amount_vs_mean", "user_activity:amount_mean_1d"]
     users = sorted(set(history["user_id"].to_pylist()))[:3]
@@ -151,7 +134,9 @@ def test_unknown_features_and_bad_entity_frames(fs_client: Client) -> None:
         client.get_training_set({"user_id": [1]}, ["user_activity:country"])
 
 
-def test_the_controller_materializes_new_versions(fs_client: Client, project: Path) -> None:
+def test_the_controller_materializes_new_versions(
+    fs_client: Client, project: Path, ingest_table: Callable[..., int]
+) -> None:
     client = fs_client
     gen = PaymentsGenerator(PaymentsConfig(seed=5, n_users=5, payments_per_hour=30))
     import pyarrow.compute as pc
@@ -159,7 +144,7 @@ def test_the_controller_materializes_new_versions(fs_client: Client, project: Pa
     noon = T0 + timedelta(hours=12)  # the generator follows the day: few payments at night
     history = gen.history(noon, noon + timedelta(hours=3))
     split = pc.less(history["ts"], pa.scalar(noon + timedelta(hours=2), pa.timestamp("us", "UTC")))
-    _ingest(client, project, history.filter(split), "a")
+    ingest_table(history.filter(split), "a")
     meta = client.backend.meta  # type: ignore[attr-defined]
     controller = Controller(meta, default_reactions(client.features), poll_interval=0.05)
     assert controller.run_once() >= 1
@@ -168,7 +153,7 @@ def test_the_controller_materializes_new_versions(fs_client: Client, project: Pa
     thread = threading.Thread(target=controller.run_forever, args=(stop,))
     thread.start()
     try:
-        version = _ingest(client, project, history.filter(pc.invert(split)), "b")
+        version = ingest_table(history.filter(pc.invert(split)), "b")
         deadline = datetime.now(UTC) + timedelta(seconds=10)
         while client.features.online.get_watermark("user_activity") != version:
             assert datetime.now(UTC) < deadline, "the controller did not materialize the new version"

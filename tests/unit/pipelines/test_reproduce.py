@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import Result
 
 from gyre.client.client import Client
-from gyre.data.ingest import ingest_files
 from gyre.errors import InvalidArgument, NotFound
 from gyre.pipelines.reproduce import reproduce
-from gyre.project import apply, project_definitions
+from gyre.project import project_definitions
 
 Invoke = Callable[..., Result]
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -79,26 +77,8 @@ def features_only(at: str = "2024-01-03T00:00:00+00:00"):
 
 
 @pytest.fixture
-def project_client(project: Path, client: Client) -> Client:
-    (project / "definitions.py").write_text(DEFINITIONS)
-    sys.modules.pop("gyre_project.definitions", None)
-    apply(client.backend.meta, project_definitions(client.settings))  # type: ignore[attr-defined]
-    return client
-
-
-def _ingest(client: Client, folder: Path, table: pa.Table, name: str) -> int:
-    path = folder / f"{name}.parquet"
-    pq.write_table(table, path)
-    backend = client.backend
-    result = ingest_files(
-        backend.meta,  # type: ignore[attr-defined]
-        client.features.lake,
-        backend.store,  # type: ignore[attr-defined]
-        "payments",
-        [str(path)],
-    )
-    assert result.accepted and result.version is not None, result.report.to_dict()
-    return result.version
+def project_client(define: Callable[[str], Client]) -> Client:
+    return define(DEFINITIONS)
 
 
 def _day(seed: int, day: int, rows: int = 300) -> pa.Table:
@@ -127,10 +107,10 @@ def _find(client: Client) -> Callable[[str], object]:
 
 
 def test_reproduction_reads_the_pinned_version_and_matches(
-    cli: Invoke, project: Path, project_client: Client
+    cli: Invoke, project: Path, project_client: Client, ingest_table: Callable[..., int]
 ) -> None:
     client = project_client
-    _ingest(client, project, _day(1, 0), "day0")
+    ingest_table(_day(1, 0), "day0")
     first = cli("run", "train", "-p", "c=0.5", "--json")
     assert first.exit_code == 0, first.output
     original = json.loads(first.stdout)
@@ -138,7 +118,7 @@ def test_reproduction_reads_the_pinned_version_and_matches(
     assert original_run.tags["gyre.dataset.payments"] == "0"
     assert client.models.get("train").aliases == {"challenger": 1}
 
-    assert _ingest(client, project, _day(2, 1), "day1") == 1  # the dataset moves on
+    assert ingest_table(_day(2, 1), "day1") == 1  # the dataset moves on
 
     # An ordinary run reads the new version: its cached 'load' output is stale, not reused.
     fresh = json.loads(cli("run", "train", "-p", "c=0.5", "--json").stdout)
@@ -178,10 +158,10 @@ def test_reproduction_reads_the_pinned_version_and_matches(
 
 
 def test_a_step_run_id_reproduces_its_pipeline_run_and_code_changes_are_reported(
-    cli: Invoke, project: Path, project_client: Client
+    cli: Invoke, project: Path, project_client: Client, ingest_table: Callable[..., int]
 ) -> None:
     client = project_client
-    _ingest(client, project, _day(1, 0), "day0")
+    ingest_table(_day(1, 0), "day0")
     run = json.loads(cli("run", "train", "--json").stdout)
     fit_run = next(s["run_id"] for s in run["steps"] if s["name"] == "fit")
 
@@ -200,13 +180,15 @@ def test_a_step_run_id_reproduces_its_pipeline_run_and_code_changes_are_reported
     assert "note: The code changed since the original run" in shown.stdout
 
 
-def test_the_feature_store_path_is_pinned_too(cli: Invoke, project: Path, project_client: Client) -> None:
+def test_the_feature_store_path_is_pinned_too(
+    cli: Invoke, project: Path, project_client: Client, ingest_table: Callable[..., int]
+) -> None:
     client = project_client
-    _ingest(client, project, _day(1, 0), "day0")
+    ingest_table(_day(1, 0), "day0")
     run = json.loads(cli("run", "features_only", "--json").stdout)
     original = client.runs.get(run["run_id"])
     assert original.tags["gyre.dataset.payments"] == "0"  # read inside the step, recorded
-    _ingest(client, project, _day(2, 1), "day1")
+    ingest_table(_day(2, 1), "day1")
     result = reproduce(client, run["run_id"], _find(client))  # type: ignore[arg-type]
     assert result.read == {"payments": 0} and result.identical()
     fresh = json.loads(cli("run", "features_only", "--json").stdout)
@@ -214,12 +196,12 @@ def test_the_feature_store_path_is_pinned_too(cli: Invoke, project: Path, projec
 
 
 def test_a_vacuumed_version_stops_the_reproduction_before_it_starts(
-    cli: Invoke, project: Path, project_client: Client
+    cli: Invoke, project: Path, project_client: Client, ingest_table: Callable[..., int]
 ) -> None:
     from deltalake import DeltaTable, write_deltalake
 
     client = project_client
-    _ingest(client, project, _day(1, 0), "day0")
+    ingest_table(_day(1, 0), "day0")
     run = json.loads(cli("run", "train", "--json").stdout)
     lake = client.features.lake
     # Someone rewrites the table and vacuums it with Delta's own tools: version 0's files go.
