@@ -5,7 +5,7 @@
 Starts ``gyre serve`` in a fresh project on 127.0.0.1 and, for each concurrency level, runs
 that many keep-alive connections (from ``wrk`` when installed) posting one record per
 request to ``POST /v1/datasets/{name}/records`` for a fixed time. Every answer is a durable
-acknowledgement (the record is in the push buffer's WAL before the 202). Reports requests/s,
+acknowledgement (the record is in the push buffer's segment file before the 202). Reports requests/s,
 p50 and p99 latency, and, beside them, ``GET /healthz`` on the same server and connections —
 the limit of the HTTP stack itself, measured in the same run. At the end it waits for the lake
 to hold every acknowledged record and checks the count. Timings are printed, never asserted.

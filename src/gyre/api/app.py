@@ -93,7 +93,7 @@ def create_app(
     meta = MetaStore(settings.metadata_url, actor="api")
     store = ArtifactStore(settings.store_url)
     lake = Lake(settings.store_url)
-    push = PushBuffer(settings.root / ".gyre" / "push.db", meta, lake)
+    push = PushBuffer(settings.root / ".gyre" / "push", meta, lake)
     # On-demand features run the project's own functions, so serving needs its definitions.
     features = FeatureStore(meta, lake, settings.online_url, lambda: project_definitions(settings))
 

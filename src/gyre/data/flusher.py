@@ -5,7 +5,8 @@ A server answering predictions spends its time in one event loop; a flusher thre
 the GIL from that loop for milliseconds at a time, which shows as latency spikes and lost
 throughput under load (measured: ~15-20% of requests/s at 8 connections). ``gyre serve`` and
 ``gyre up`` therefore flush from this process, which shares nothing with the server but the
-buffer file; the file lock of :class:`~gyre.data.push.PushBuffer` keeps flushes one at a time.
+buffer's files: it reads the segments, commits them and deletes those the lake holds, and never
+appends; the file lock of :class:`~gyre.data.push.PushBuffer` keeps flushes one at a time.
 
 It runs until its parent exits (checked every round, so a server killed with ``kill -9``
 leaves no flusher behind; the next server recovers what is left) or it is sent SIGTERM, and
@@ -67,7 +68,6 @@ def main() -> None:
         Lake(os.environ[ENV_STORE]),
         max_rows=int(os.environ[ENV_ROWS]),
         max_delay_s=delay,
-        trims=False,  # the server trims: it alone writes the file, so no request waits on us
     )
     try:
         while not stop.wait(delay):
@@ -79,7 +79,7 @@ def main() -> None:
                 log.exception("flushing pushed records failed; will retry")
         buffer.flush()
     finally:
-        buffer.close_db()
+        buffer.close_files()
         meta.close()
 
 

@@ -325,7 +325,7 @@ class Lake:
         data: pa.RecordBatchReader | pa.Table,
         *,
         custom_metadata: dict[str, str] | None = None,
-        app_transaction: tuple[str, int] | None = None,
+        app_transactions: Mapping[str, int] | None = None,
     ) -> int:
         """Append ``data`` as one atomic commit; return the new table version.
 
@@ -339,8 +339,9 @@ class Lake:
             name: the dataset.
             data: the rows; a reader is consumed once.
             custom_metadata: string pairs recorded in the commit (see :meth:`history`).
-            app_transaction: ``(app_id, version)`` recorded atomically with the data, so a stream
-                consumer can store its position in the same commit (see :meth:`transaction_version`).
+            app_transactions: ``{app_id: version}`` recorded atomically with the data, so a
+                stream consumer can store its position in the same commit (see
+                :meth:`transaction_version`).
 
         Raises:
             InvalidArgument: bad name, no rows, schema mismatch, or a type Delta cannot store.
@@ -356,11 +357,10 @@ class Lake:
             )
         metadata = _check_custom_metadata(custom_metadata)
         txns = []
-        if app_transaction is not None:
-            app_id, app_version = app_transaction
-            if not isinstance(app_id, str) or not app_id or not isinstance(app_version, int):
+        for app_id, app_version in (app_transactions or {}).items():
+            if not isinstance(app_id, str) or not app_id or type(app_version) is not int:
                 raise InvalidArgument(
-                    f"app_transaction must be (app_id: str, version: int), got {app_transaction!r}."
+                    f"app_transactions must map app ids to integer versions, got {app_transactions!r}."
                 )
             txns.append(Transaction(app_id, app_version))
 

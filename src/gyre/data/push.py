@@ -1,17 +1,17 @@
 """Records pushed over HTTP: acknowledged once durable, committed to the lake in groups.
 
-A request's records are checked against the dataset's schema, then written to a local
-SQLite buffer (WAL) in one transaction; only then is the request answered. A flusher groups
-buffered records into Delta commits by count or age, so thousands of small requests make a
-handful of versions. Each commit carries the buffer position it covers as a Delta app
-transaction (``gyre-push``), written atomically with the rows: after a crash at any point,
-recovery skips what the lake already has and commits the rest, so no acknowledged record is
-lost and none is committed twice.
+A request's records are checked against the dataset's schema, then appended as one frame to the
+buffer's segment files (:mod:`gyre.data.segments`); only then is the request answered. A
+flusher groups buffered records into Delta commits by count or age, so thousands of small
+requests make a handful of versions. Each commit carries, per writer slot, the position of the
+last frame it holds as a Delta app transaction (``gyre-push/<slot>``), written atomically with
+the rows: after a crash at any point, recovery skips what the lake already has and commits the
+rest, so no acknowledged record is lost and none is committed twice. A segment is deleted whole
+once the lake holds all of it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import sqlite3
@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +27,51 @@ import orjson
 
 from gyre.data.lake import Lake, check_dataset_name
 from gyre.data.records import DatasetRules, record_commit, to_table
-from gyre.errors import InvalidArgument
+from gyre.data.segments import (
+    Frame,
+    SegmentWriter,
+    list_segments,
+    read_frames,
+    remove,
+    segment_path,
+    slot_is_held,
+)
+from gyre.errors import BackendUnavailable, InvalidArgument
 from gyre.meta import MetaStore
 
 APP_ID = "gyre-push"
 MAX_RECORDS_PER_REQUEST = 10_000
 RULES_TTL_S = 5.0
-TRIM_CHUNK = 100  # appends' rows removed per buffer transaction (~0.6 ms each, appends held)
-WAL_RESET_BYTES = 32 << 20  # the buffer's WAL is made to start over past this size
+
+log = logging.getLogger(__name__)
+
+
+def app_id(slot: int) -> str:
+    """The app transaction id a slot's commits are marked with."""
+    return f"{APP_ID}/{slot}"
+
+
+@dataclass
+class _Segment:
+    """What a flusher has read of one segment."""
+
+    path: Path
+    offset: int = 0  # bytes read
+    queued: int = 0  # frames read and not known to be committed yet
+    done: bool = False  # sealed and read to its end
 
 
 class PushBuffer:
-    """A durable buffer of pushed records per dataset, flushed into the lake in groups.
+    """A durable buffer of pushed records, flushed into the lake in groups.
 
     Args:
-        path: the SQLite file holding records not yet committed.
-        max_rows: commit once a dataset has this many buffered records.
+        path: the directory of the buffer's segment files.
+        max_rows: commit once this many records were appended since the last flush (and at
+            most this many records per commit; an append is never split).
         max_delay_s: commit records at most this long after they were acknowledged.
-        trims: remove committed records from the file. A flusher process does not: it only
-            reads the file, so the process answering requests never waits on its locks (a
-            request blocked on SQLite's lock sleeps in steps of milliseconds: measured, p99
-            latency 11 ms instead of 3 ms at 8 connections); that process trims instead.
+
+    A process appends to a slot of its own, taken on its first append (a flusher process, which
+    only reads, takes none); any process may flush, one at a time (a file lock).
     """
 
     def __init__(
@@ -57,53 +82,29 @@ class PushBuffer:
         *,
         max_rows: int = 10_000,
         max_delay_s: float = 1.0,
-        trims: bool = True,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.meta, self.lake = meta, lake
-        self.max_rows, self.max_delay_s, self.trims = max_rows, max_delay_s, trims
-        self.wal_reset_bytes = WAL_RESET_BYTES
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL survives a killed process (the acknowledgement's promise); only power loss can
-        # lose the last transactions.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # No checkpoints on the request path (SQLite runs them in whichever commit crosses 1,000
-        # WAL pages, fsyncs included): the flush checkpoints after removing what it committed.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        # One row per append: ``payload`` is the JSON array of its ``n`` records (a row of an
-        # older file holds one record object, and ``n`` defaults to 1). One row rather than one
-        # per record: measured, a 100-record append took 2.6x as long. ``seq`` must never be
-        # reused (commits are marked with it); without AUTOINCREMENT, whose counter costs a
-        # page write per append, that holds because the greatest row is never deleted, only
-        # emptied (see _delete_upto).
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, "
-            "dataset TEXT NOT NULL, payload TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 1)"
-        )
-        if "n" not in {c[1] for c in self._db.execute("PRAGMA table_info(records)")}:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
-                self._db.execute("ALTER TABLE records ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
-        # Flushes read on a connection of their own: a statement still open on the appends'
-        # connection would hold back an append's commit, whatever the append was told.
-        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
-        self._checkpointer: sqlite3.Connection | None = None
+        self.max_rows, self.max_delay_s = max_rows, max_delay_s
+        self._writer: SegmentWriter | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        # Server processes of one project (``gyre serve --workers N``) share the buffer file;
-        # an exclusive file lock makes one flush at a time read-and-commit a group, so no two
+        # Server processes of one project (``gyre serve --workers N``) share the directory; an
+        # exclusive file lock makes one flush at a time read-and-commit a group, so no two
         # processes commit the same records.
-        self._flush_file = open(path.with_name(path.name + ".flush.lock"), "a+b")  # noqa: SIM115 - held for the buffer's life
+        self._flush_file = open(path / "flush.lock", "a+b")  # noqa: SIM115 - held for the buffer's life
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._rules_cache: dict[str, tuple[float, DatasetRules]] = {}
-        # Buffered records per dataset, kept in memory so a request never counts the table.
-        self._pending: dict[str, int] = dict(
-            self._db.execute("SELECT dataset, sum(n) FROM records GROUP BY dataset").fetchall()
-        )
+        self._appended = 0  # records appended since the last flush began
+        # What this process's flushes have read: per segment (slot, number), and the frames
+        # not committed yet per dataset, oldest first within each slot.
+        self._segments: dict[tuple[int, int], _Segment] = {}
+        self._queued: dict[str, list[Frame]] = {}
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -129,13 +130,15 @@ class PushBuffer:
             self._rules(dataset).table(records)  # refuse records that do not fit, before acking
         # orjson: ~5x the standard library on the prediction log's records (a NaN becomes null).
         payload = orjson.dumps(records)
-        with self._lock:  # one statement: its own transaction, durable when it returns
-            self._db.execute(
-                "INSERT INTO records (dataset, payload, n) VALUES (?, ?, ?)", (dataset, payload, len(records))
-            )
-            self._pending[dataset] = pending = self._pending.get(dataset, 0) + len(records)
-        if pending >= self.max_rows:
-            self._wake.set()
+        with self._lock:
+            if self._writer is None:
+                if self._closed:
+                    raise BackendUnavailable("The push buffer is closed; the records were not stored.")
+                self._writer = SegmentWriter(self.path)
+            self._writer.write(dataset, len(records), payload)
+            self._appended += len(records)
+            if self._appended >= self.max_rows:
+                self._wake.set()
         return len(records)
 
     # -- flushing ------------------------------------------------------------------------------
@@ -146,17 +149,18 @@ class PushBuffer:
         with self._flush_lock:
             fcntl.flock(self._flush_file, fcntl.LOCK_EX)
             try:
+                self._appended = 0
+                self._drain_legacy(out)
                 # Only what was buffered when the flush began: records arriving during a commit
                 # wait for the next round, or a steady stream would keep the flusher committing
                 # a small group after every commit (measured: 10 Delta versions a second and a
                 # core busy at 2,500 predictions/s, where one version a second does).
-                upto = self._reader.execute("SELECT max(seq) FROM records").fetchone()[0]
-                datasets = [d for (d,) in self._reader.execute("SELECT DISTINCT dataset FROM records")]
-                for dataset in datasets:
-                    while version := self._commit_group(dataset, upto):
-                        out.setdefault(dataset, []).append(version[0])
-                if datasets:
-                    self.trim(datasets)
+                committed: dict[tuple[str, int], int] = {}
+                self._read_new(committed)
+                for dataset in list(self._queued):
+                    while (version := self._commit_group(dataset, committed)) is not None:
+                        out.setdefault(dataset, []).append(version)
+                self._remove_committed()
             finally:
                 fcntl.flock(self._flush_file, fcntl.LOCK_UN)
         return out
@@ -173,7 +177,9 @@ class PushBuffer:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the flusher after a last flush."""
+        """Stop the flusher, then seal this process's segments and commit what they hold."""
+        if self._flush_file.closed:
+            return
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -185,24 +191,32 @@ class PushBuffer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(10)
+        with self._lock:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.close()  # frees the slot: its last segment is sealed, and removable
+                self._writer = None
         self.flush()
-        self.close_db()
+        self._flush_file.close()
 
-    def close_db(self) -> None:
-        """Close the buffer's files (without flushing)."""
-        self._db.close()
-        self._reader.close()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+    def close_files(self) -> None:
+        """Close the buffer's files without flushing (a flusher process, which never appends)."""
         self._flush_file.close()
 
     def pending(self, dataset: str | None = None) -> int:
-        """How many records are buffered (of ``dataset``, or of all)."""
-        if dataset is None:
-            return self._db.execute("SELECT coalesce(sum(n), 0) FROM records").fetchone()[0]
-        return self._db.execute(
-            "SELECT coalesce(sum(n), 0) FROM records WHERE dataset = ?", (dataset,)
-        ).fetchone()[0]
+        """How many records are buffered and not committed (of ``dataset``, or of all)."""
+        committed: dict[tuple[str, int], int] = {}
+        total = 0
+        for slot, number in list_segments(self.path):
+            path = segment_path(self.path, slot, number)
+            try:
+                frames, _ = read_frames(path, slot, number, 0, path.stat().st_size)
+            except FileNotFoundError:  # committed and removed meanwhile
+                continue
+            for frame in frames:
+                if dataset in (None, frame.dataset) and frame.position > self._committed(committed, frame):
+                    total += frame.count
+        return total
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -213,7 +227,7 @@ class PushBuffer:
             try:
                 self.flush()
             except Exception:  # the records stay buffered; the next round retries them
-                logging.getLogger(__name__).exception("flushing pushed records failed; will retry")
+                log.exception("flushing pushed records failed; will retry")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         from gyre.data.flusher import spawn
@@ -226,99 +240,145 @@ class PushBuffer:
         while not self._stop.wait(self.max_delay_s):
             process = self._process
             if process is not None and process.poll() is not None and not self._stop.is_set():
-                logging.getLogger(__name__).error(
-                    "The push flusher process exited (code %s); starting another", process.returncode
-                )
+                log.error("The push flusher process exited (code %s); starting another", process.returncode)
                 self._process = self._spawn()
+
+    def _committed(self, committed: dict[tuple[str, int], int], frame: Frame) -> int:
+        """The last position of ``frame``'s slot the lake holds for its dataset (-1: none),
+        read once per flush: while a flush holds the file lock only its own commits move it."""
+        key = (frame.dataset, frame.slot)
+        found = committed.get(key)
+        if found is None:
+            version = self.lake.transaction_version(frame.dataset, app_id(frame.slot))
+            found = committed[key] = version if version is not None else -1
+        return found
+
+    def _read_new(self, committed: dict[tuple[str, int], int]) -> None:
+        """Read the frames appended since the last flush and queue those the lake lacks."""
+        listed = list_segments(self.path)
+        greatest = dict(listed)  # slot -> its greatest segment number
+        # After listing: a slot free now never writes to a listed segment again.
+        held = {slot: slot_is_held(self.path, slot) for slot in greatest}
+        for slot, number in listed:
+            segment = self._segments.get((slot, number))
+            if segment is None:
+                segment = self._segments[(slot, number)] = _Segment(segment_path(self.path, slot, number))
+            if segment.done:
+                continue
+            sealed = number < greatest[slot] or not held[slot]
             try:
-                self.trim()
-            except Exception:  # committed records stay in the file until the next round
-                logging.getLogger(__name__).exception("removing committed pushed records failed")
+                size = segment.path.stat().st_size
+                frames, segment.offset = read_frames(segment.path, slot, number, segment.offset, size)
+            except FileNotFoundError:  # another process committed and removed it
+                del self._segments[(slot, number)]
+                continue
+            if sealed:
+                segment.done = True
+                if segment.offset < size:
+                    log.warning(
+                        "Skipped the last %d bytes of push buffer segment %s: an append a crash cut "
+                        "short, which was never acknowledged.",
+                        size - segment.offset,
+                        segment.path.name,
+                    )
+            for frame in frames:
+                if frame.position > self._committed(committed, frame):
+                    self._queued.setdefault(frame.dataset, []).append(frame)
+                    segment.queued += 1
+        for key in self._segments.keys() - set(listed):
+            del self._segments[key]  # removed by another process, all of it committed
 
-    def trim(self, datasets: Sequence[str] | None = None) -> None:
-        """Remove the records the lake has committed (by its ``gyre-push`` transaction
-        version), then checkpoint the file; a no-op where ``trims`` is off."""
-        if not self.trims:
-            return
-        if datasets is None:
-            datasets = [d for d, n in self._pending.items() if n]
-        for dataset in datasets:
-            committed = self.lake.transaction_version(dataset, APP_ID)
-            if committed is not None:
-                self._delete_upto(dataset, committed)
-        # Appends never checkpoint (see __init__). A checkpoint on a connection of its own runs
-        # beside writers, so appends do not wait for its bulk; but the WAL starts over only
-        # after a checkpoint no append overtook, so once the WAL is past ``wal_reset_bytes`` a
-        # second one, of the few frames appended meanwhile, runs with appends held (~4 ms:
-        # without it, steady appends grew the WAL by hundreds of MB a minute).
-        if self._checkpointer is None:
-            self._checkpointer = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        wal = self.path.with_name(self.path.name + "-wal")
-        if wal.exists() and wal.stat().st_size > self.wal_reset_bytes:
-            with self._lock:
-                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def _commit_group(self, dataset: str, upto: int) -> tuple[int] | None:
-        """Commit the dataset's oldest records the lake does not have yet (at most ``max_rows``,
-        none after ``upto``). What the lake has is read from its transaction version, written
-        atomically with the rows: records committed before a crash, or not trimmed yet, are
-        never committed twice."""
-        committed = self.lake.transaction_version(dataset, APP_ID)  # None before the first commit
-        after = committed if committed is not None else 0
-        # Which rows make the group (at most max_rows records, at least one row), then read them.
-        last, total = 0, 0
-        for seq, n in self._reader.execute(
-            "SELECT seq, n FROM records WHERE dataset = ? AND seq > ? AND seq <= ? ORDER BY seq",
-            (dataset, after, upto),
-        ).fetchall():
-            if total and total + n > self.max_rows:
+    def _commit_group(self, dataset: str, committed: dict[tuple[str, int], int]) -> int | None:
+        """Commit the dataset's oldest queued records the lake does not have yet (at most
+        ``max_rows``, at least one append); returns the new version, or None if none is left."""
+        queue = []
+        for frame in self._queued.get(dataset, ()):
+            if frame.position > self._committed(committed, frame):
+                queue.append(frame)
+            else:  # another process committed it since it was read
+                self._settle(frame)
+        self._queued[dataset] = queue
+        group: list[Frame] = []
+        total = 0
+        for frame in queue:
+            if total and total + frame.count > self.max_rows:
                 break
-            last, total = seq, total + n
-        if not total:
+            group.append(frame)
+            total += frame.count
+        if not group:
+            del self._queued[dataset]
             return None
-        records: list[Any] = []
-        for (payload,) in self._reader.execute(
-            "SELECT payload FROM records WHERE dataset = ? AND seq > ? AND seq <= ? ORDER BY seq",
-            (dataset, after, last),
-        ).fetchall():
-            value = orjson.loads(payload)
-            if type(value) is list:
-                records.extend(value)
-            else:  # a row of an older buffer file: one record
-                records.append(value)
+        # Each frame holds a JSON array: one parse of their concatenation.
+        records = orjson.loads(b"[" + b",".join(f.records[1:-1] for f in group) + b"]")
+        last = {frame.slot: frame.position for frame in group}  # a prefix of each slot's frames
+        marks = {app_id(slot): position for slot, position in last.items()}
         table = to_table(dataset, records, self._rules(dataset).schema)
         version = self.lake.append(
-            dataset,
-            table,
-            custom_metadata={"gyre.source": "http push"},
-            app_transaction=(APP_ID, last),
+            dataset, table, custom_metadata={"gyre.source": "http push"}, app_transactions=marks
         )
-        record_commit(self.meta, dataset, version, table, source="http push", offsets={"push_seq": last})
+        record_commit(self.meta, dataset, version, table, source="http push", offsets={"push": marks})
         if self._rules(dataset).schema != table.schema:
             self._rules_cache.pop(dataset, None)  # the first commit fixed the schema
-        return (version,)
+        committed.update({(dataset, slot): position for slot, position in last.items()})
+        self._queued[dataset] = queue[len(group) :]
+        for frame in group:
+            self._settle(frame)
+        return version
 
-    def _delete_upto(self, dataset: str, seq: int) -> None:
-        """Remove the dataset's records up to ``seq``, a hundred rows per transaction: an append
-        waits for one of them at most (under a millisecond), never for the whole trim. The
-        table's greatest row is emptied rather than removed, so the next ``seq`` is greater than
-        every one used before."""
-        while True:
-            with self._lock:
-                removed = self._db.execute(
-                    "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE dataset = ? "
-                    "AND seq <= ? AND seq < (SELECT max(seq) FROM records) ORDER BY seq LIMIT ?)",
-                    (dataset, seq, TRIM_CHUNK),
-                ).rowcount
-                if removed < TRIM_CHUNK:
-                    self._db.execute(
-                        "UPDATE records SET payload = '[]', n = 0 WHERE seq = (SELECT max(seq) FROM "
-                        "records) AND dataset = ? AND seq <= ? AND n > 0",
-                        (dataset, seq),
-                    )
-                    self._pending[dataset] = self.pending(dataset)
-                    return
+    def _settle(self, frame: Frame) -> None:
+        """Count ``frame`` as committed in its segment's tally."""
+        segment = self._segments.get((frame.slot, frame.number))
+        if segment is not None:
+            segment.queued -= 1
+
+    def _remove_committed(self) -> None:
+        """Delete the segments the lake holds all of."""
+        for key, segment in list(self._segments.items()):
+            if segment.done and segment.queued == 0:
+                remove(segment.path)
+                del self._segments[key]
+
+    def _drain_legacy(self, out: dict[str, list[int]]) -> None:
+        """Commit what a buffer file of an older Gyre (SQLite, ``<path>.db``, marked with the
+        ``gyre-push`` app transaction) holds and the lake lacks, then delete the file."""
+        legacy = self.path.with_suffix(".db")
+        if not legacy.exists():
+            return
+        db = sqlite3.connect(legacy, isolation_level=None, timeout=60)
+        try:
+            rows = db.execute("SELECT seq, dataset, payload FROM records ORDER BY seq").fetchall()
+        except sqlite3.OperationalError:  # no records table: nothing was ever buffered
+            rows = []
+        finally:
+            db.close()
+        by_dataset: dict[str, list[tuple[int, Any]]] = {}
+        for seq, dataset, payload in rows:
+            by_dataset.setdefault(dataset, []).append((seq, payload))
+        for dataset, found in by_dataset.items():
+            done = self.lake.transaction_version(dataset, APP_ID)
+            records: list[Any] = []
+            for seq, payload in found:
+                if done is None or seq > done:
+                    value = orjson.loads(payload)  # the records of one append, or one record
+                    if type(value) is list:
+                        records.extend(value)
+                    else:
+                        records.append(value)
+            if records:
+                table = to_table(dataset, records, self._rules(dataset).schema)
+                last = found[-1][0]
+                version = self.lake.append(
+                    dataset,
+                    table,
+                    custom_metadata={"gyre.source": "http push"},
+                    app_transactions={APP_ID: last},
+                )
+                record_commit(
+                    self.meta, dataset, version, table, source="http push", offsets={"push_seq": last}
+                )
+                out.setdefault(dataset, []).append(version)
+        for suffix in ("", "-wal", "-shm"):
+            remove(legacy.with_name(legacy.name + suffix))
 
     def _rules(self, dataset: str) -> DatasetRules:
         """The dataset's schema and row checks, reloaded every few seconds (``gyre apply`` may

@@ -567,7 +567,7 @@ class _Consumer:
                 self.dataset,
                 table,
                 custom_metadata={"gyre.source": self.address.source},
-                app_transaction=(self.app_id, last),
+                app_transactions={self.app_id: last},
             )
         except InvalidArgument as exc:
             raise InvalidArgument(

@@ -1,7 +1,7 @@
 """The prediction log: one record per prediction, durable before the prediction is answered.
 
 Records go to the lake dataset ``predictions`` through the HTTP push buffer
-(:class:`~gyre.data.push.PushBuffer`): appended in one SQLite transaction per batch before any
+(:class:`~gyre.data.push.PushBuffer`): appended as one frame per batch before any
 of the batch's requests is answered, then committed to the lake in groups, exactly once even
 after ``kill -9``. The dataset is declared (its column types, key and event time) the first
 time a server starts, so every endpoint's records share one schema; the nested values

@@ -99,14 +99,16 @@ def test_history_has_custom_metadata_commit_ids_and_metrics(lake: Lake) -> None:
 
 
 def test_app_transaction_is_recorded_with_the_data(lake: Lake) -> None:
-    lake.append("events", payments(0, 2), app_transaction=("nats:payments", 41))
-    lake.append("events", payments(2, 2), app_transaction=("nats:payments", 42))
+    lake.append("events", payments(0, 2), app_transactions={"nats:payments": 41})
+    lake.append("events", payments(2, 2), app_transactions={"nats:payments": 42})
     lake.append("events", payments(4, 2))  # another writer's commit does not touch it
     assert lake.transaction_version("events", "nats:payments") == 42
     assert lake.transaction_version("events", "other") is None
     assert lake.commit_info("events", 1)["app_transactions"] == {"nats:payments": 42}
-    with pytest.raises(InvalidArgument, match="app_transaction"):
-        lake.append("events", payments(0, 1), app_transaction=("x", "7"))  # type: ignore[arg-type]
+    lake.append("events", payments(6, 2), app_transactions={"a": 1, "b": 2})  # several in one commit
+    assert lake.transaction_version("events", "a") == 1 and lake.transaction_version("events", "b") == 2
+    with pytest.raises(InvalidArgument, match="app_transactions"):
+        lake.append("events", payments(0, 1), app_transactions={"x": "7"})  # type: ignore[dict-item]
 
 
 def test_schema_mismatch_is_refused_and_changes_nothing(lake: Lake) -> None:

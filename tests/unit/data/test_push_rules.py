@@ -1,8 +1,10 @@
 """Pushed records meet the dataset's declared schema and its row expectations at the edge; the
-buffer groups them into commits, trims what the lake has, and reads files older Gyres wrote."""
+buffer groups them into commits exactly once, deletes the segments the lake holds, and commits
+what files older Gyres wrote."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -15,6 +17,8 @@ import gyre
 from gyre.data import catalog
 from gyre.data.lake import Lake
 from gyre.data.push import PushBuffer
+from gyre.data.records import to_table
+from gyre.data.segments import list_segments, segment_path
 from gyre.data.validation import AllowedValues, MaxNullFraction, ValueRange
 from gyre.definitions import Definitions
 from gyre.errors import InvalidArgument
@@ -38,7 +42,7 @@ def buffer(tmp_path: Path) -> PushBuffer:
         ],
     )
     apply(meta, Definitions([payments]))
-    buf = PushBuffer(tmp_path / "push.db", meta, Lake(f"file://{tmp_path / 'store'}"))
+    buf = PushBuffer(tmp_path / "push", meta, Lake(f"file://{tmp_path / 'store'}"))
     yield buf
     buf.close()
     meta.close()
@@ -94,19 +98,31 @@ def test_a_flush_commits_what_was_buffered_when_it_began(buffer: PushBuffer) -> 
     assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [1, 2, 3, 4]
 
 
-def test_the_buffer_file_is_reused_after_each_flush(buffer: PushBuffer) -> None:
-    """Appends never checkpoint (that is the flush's job), so the WAL stops growing once a flush
-    has moved what it holds into the table and SQLite starts it over."""
-    record = {"id": 1, "amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
-    wal = buffer.path.with_name(buffer.path.name + "-wal")
-    sizes = []
-    for _ in range(3):
-        for i in range(300):
-            buffer.append("payments", [{**record, "id": i}])
-        buffer.flush()
-        sizes.append(wal.stat().st_size)
-    assert sizes[2] <= sizes[0] * 1.2, sizes
-    assert buffer.lake.read("payments").num_rows == 900 and buffer.pending() == 0
+def segments(buffer: PushBuffer) -> list[tuple[int, int]]:
+    return list_segments(buffer.path)
+
+
+def roll_often(buffer: PushBuffer, segment_bytes: int = 2048) -> None:
+    """Make the buffer's writer start a new segment every few appends."""
+    buffer.append("payments", [RECORD])  # takes the slot
+    assert buffer._writer is not None
+    buffer._writer.segment_bytes = segment_bytes
+
+
+RECORD = {"id": 0, "amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+
+
+def test_committed_segments_are_deleted_whole(buffer: PushBuffer) -> None:
+    """Sealed segments go once the lake holds them; the one being written stays."""
+    roll_often(buffer)
+    for i in range(1, 300):
+        buffer.append("payments", [{**RECORD, "id": i}])
+    assert len(segments(buffer)) > 10
+    buffer.flush()
+    assert segments(buffer) == [(0, buffer._writer.number)]  # type: ignore[union-attr]
+    assert buffer.lake.read("payments").num_rows == 300 and buffer.pending() == 0
+    buffer.close()  # frees the slot: its last segment is committed and removed too
+    assert segments(buffer) == []
 
 
 def test_groups_hold_whole_appends_up_to_max_rows(buffer: PushBuffer) -> None:
@@ -122,72 +138,121 @@ def test_groups_hold_whole_appends_up_to_max_rows(buffer: PushBuffer) -> None:
     assert buffer.pending() == 0
 
 
-def test_a_buffer_file_from_an_older_gyre_is_committed(tmp_path: Path, buffer: PushBuffer) -> None:
-    """Files written before appends became one row each hold a record per row, without ``n``:
-    reopened, they gain the column and their records are committed like new ones."""
-    path = tmp_path / "old.db"
-    old = sqlite3.connect(path)
+@pytest.mark.parametrize("layout", ["a record per row", "an append per row"])
+def test_a_buffer_file_from_an_older_gyre_is_committed_once(layout: str, buffer: PushBuffer) -> None:
+    """Gyre buffered in SQLite before segments: what the old file holds past the lake's
+    ``gyre-push`` mark is committed on the first flush, the rest skipped, and the file deleted."""
+    old = sqlite3.connect(buffer.path.with_suffix(".db"))
     old.execute(
-        "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "dataset TEXT NOT NULL, payload TEXT NOT NULL)"
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY, dataset TEXT NOT NULL, payload TEXT NOT NULL)"
     )
-    for i in range(3):
-        payload = f'{{"id": {i}, "amount": 1.0, "country": "FR", "ts": "2026-11-26T10:00:00Z"}}'
+    for i in range(4):
+        record = {**RECORD, "id": i}
+        payload = json.dumps(record if layout == "a record per row" else [record])
         old.execute("INSERT INTO records (dataset, payload) VALUES ('payments', ?)", (payload,))
     old.commit()
     old.close()
-    reopened = PushBuffer(path, buffer.meta, buffer.lake)
-    try:
-        assert reopened.pending("payments") == 3
-        reopened.append("payments", [{"id": 3, "amount": 2.0, "country": "DE", "ts": "2026-11-26T11:00:00Z"}])
-        assert reopened.flush() == {"payments": [0]} and reopened.pending() == 0
-    finally:
-        reopened.close()
+    # The old buffer had committed its first row before it stopped.
+    buffer.lake.append(
+        "payments",
+        to_table("payments", [RECORD], buffer._rules("payments").schema),
+        app_transactions={"gyre-push": 1},
+    )
+    assert buffer.flush() == {"payments": [1]}
     assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2, 3]
+    assert not list(buffer.path.parent.glob("push.db*"))
+    assert buffer.flush() == {}
 
 
-def test_a_trimmed_buffer_never_reuses_a_position(buffer: PushBuffer) -> None:
+def test_a_slot_never_reuses_a_position(buffer: PushBuffer) -> None:
     """Commits are marked with the last position they hold: were a position used again after
-    the buffer was emptied, its new record would count as committed and never reach the lake."""
-    record = {"amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
+    the slot's segments were all deleted, its new record would count as committed and be lost."""
     for i in range(3):
-        buffer.append("payments", [{**record, "id": i}])
+        buffer.append("payments", [{**RECORD, "id": i}])
         assert buffer.flush() == {"payments": [i]} and buffer.pending() == 0
-    assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2]
-    reopened = PushBuffer(buffer.path, buffer.meta, buffer.lake)  # a restart reads the same file
+    buffer.close()
+    assert segments(buffer) == []
+    reopened = PushBuffer(buffer.path, buffer.meta, buffer.lake)  # a restart takes the same slot
     try:
-        reopened.append("payments", [{**record, "id": 3}])
+        reopened.append("payments", [{**RECORD, "id": 3}])
         assert reopened.flush() == {"payments": [3]}
     finally:
         reopened.close()
     assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2, 3]
 
 
-def test_the_wal_starts_over_while_appends_keep_coming(buffer: PushBuffer) -> None:
-    """Trims checkpoint beside a steady stream of appends; the WAL must still start over (a
-    checkpoint that appends always overtake never lets it), so the file stays bounded."""
-    record = {"amount": 5.0, "country": "DE", "ts": "2026-11-26T10:00:00Z"}
-    wal = buffer.path.with_name(buffer.path.name + "-wal")
-    buffer.wal_reset_bytes = 256 << 10
+def test_writers_of_several_processes_are_committed_once_each(buffer: PushBuffer) -> None:
+    """Each writer has a slot; any buffer may flush; a flush that read frames another one
+    committed meanwhile skips them; one commit marks every slot it holds."""
+    other = PushBuffer(buffer.path, buffer.meta, buffer.lake)
+    flusher = PushBuffer(buffer.path, buffer.meta, buffer.lake)  # reads, never appends
+    try:
+        for i in range(0, 20, 2):
+            buffer.append("payments", [{**RECORD, "id": i}])
+            other.append("payments", [{**RECORD, "id": i + 1}])
+        assert {slot for slot, _ in segments(buffer)} == {0, 1}
+        flusher._read_new({})  # reads everything, then the other flushes first
+        assert buffer.flush() == {"payments": [0]}
+        assert flusher.flush() == {}
+        info = buffer.lake.commit_info("payments", 0)
+        assert set(info["app_transactions"]) == {"gyre-push/0", "gyre-push/1"}
+        other.append("payments", [{**RECORD, "id": 20}])
+        assert flusher.flush() == {"payments": [1]}
+    finally:
+        other.close()
+        flusher.close()
+    ids = buffer.lake.read("payments")["id"].to_pylist()
+    assert sorted(ids) == list(range(21))
+
+
+def test_a_torn_append_at_the_end_of_a_sealed_segment_is_skipped(
+    buffer: PushBuffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash mid-write leaves a partial frame (never acknowledged): the frames before it are
+    committed, the rest of that segment skipped with a warning."""
+    for i in range(3):
+        buffer.append("payments", [{**RECORD, "id": i}])
+    slot, number = segments(buffer)[0]
+    assert buffer._writer is not None
+    buffer._writer.close()  # as if its process died: the slot is free, the segment sealed
+    buffer._writer = None
+    path = segment_path(buffer.path, slot, number)
+    with open(path, "ab") as f:
+        f.write(b"\x20\x00\x00\x00torn")
+    late = PushBuffer(buffer.path, buffer.meta, buffer.lake)
+    try:
+        with caplog.at_level("WARNING"):
+            assert late.flush() == {"payments": [0]}
+        assert "cut short" in caplog.text
+        assert segments(late) == []
+    finally:
+        late.close()
+    assert sorted(buffer.lake.read("payments")["id"].to_pylist()) == [0, 1, 2]
+
+
+def test_segments_stay_few_while_appends_keep_coming(buffer: PushBuffer) -> None:
+    """Flushes beside a steady stream of appends commit every record once and delete the
+    segments behind the writer, so the directory stays bounded."""
+    roll_often(buffer, 4096)
     stop = threading.Event()
-    appended = [0]
+    appended = [1]
 
     def append_forever() -> None:
         while not stop.is_set():
-            buffer.append("payments", [{**record, "id": appended[0]}])
+            buffer.append("payments", [{**RECORD, "id": appended[0]}])
             appended[0] += 1
 
     writer = threading.Thread(target=append_forever)
     writer.start()
-    sizes = []
+    counts = []
     try:
         for _ in range(12):
             time.sleep(0.05)
             buffer.flush()
-            sizes.append(wal.stat().st_size)
+            counts.append(len(segments(buffer)))
     finally:
         stop.set()
         writer.join()
     buffer.flush()
     assert buffer.lake.read("payments").num_rows == appended[0] and buffer.pending() == 0
-    assert max(sizes[6:]) <= 2 * max(sizes[:6]), sizes
+    assert max(counts) <= 3 and appended[0] > 100, (counts, appended[0])
