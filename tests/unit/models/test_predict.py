@@ -6,10 +6,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from gyre.errors import InvalidArgument
 from gyre.models import LoadedModel, load_model_package, save_model_package
+from gyre.models.flavors.lightgbm import SingleRow
 
 COLUMNS = ["amount", "age", "score", "hour"]
 
@@ -131,3 +134,38 @@ def test_without_any_names_columns_are_taken_as_given(data, tmp_path):
     assert loaded.input_names is None
     given = {"p": data.x[:3, 0], "q": data.x[:3, 1], "r": data.x[:3, 2], "s": data.x[:3, 3]}
     np.testing.assert_array_equal(loaded.predict(given), model.predict(data.x[:3]))
+
+
+@pytest.fixture(scope="module")
+def boosters(data) -> dict[str, lgb.Booster]:
+    """Boosters of each output shape, one whose best iteration is not its last."""
+    x, y = data.x, data.y
+    params = {"num_threads": 1, "verbose": -1}
+    early = lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, y), num_boost_round=20)
+    early.best_iteration = 7  # as early stopping leaves it: predictions use 7 of 20 trees
+    return {
+        "binary": lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, y), num_boost_round=20),
+        "multiclass": lgb.train(
+            {**params, "objective": "multiclass", "num_class": 3}, lgb.Dataset(x, data.y3), num_boost_round=10
+        ),
+        "regression": lgb.train(
+            {**params, "objective": "regression"}, lgb.Dataset(x, x[:, 2]), num_boost_round=10
+        ),
+        "stopped early": early,
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["binary", "multiclass", "regression", "stopped early"]),
+    row=st.lists(st.floats(allow_nan=True, allow_infinity=False, width=64), min_size=4, max_size=4),
+)
+def test_one_row_through_lightgbms_single_row_entry_predicts_what_booster_predict_does(
+    boosters: dict[str, lgb.Booster], kind: str, row: list[float]
+) -> None:
+    booster = boosters[kind]
+    x = np.array([row], dtype=np.float64)
+    got = SingleRow(booster)(x)
+    want = booster.predict(x)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)

@@ -8,7 +8,9 @@ would have added (the objective, the class labels) is recorded in the flavor opt
 
 from __future__ import annotations
 
+import ctypes
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +86,77 @@ def load(directory: Path, meta: ModelMeta) -> LightGBMPredictor:
     )
 
 
+class SingleRow:
+    """LightGBM's single-row C entry point (``LGBM_BoosterPredictForMatSingleRowFast``), set up
+    once: ``Booster.predict`` builds a predictor and its parameters on every call, ~25 µs of
+    Python for one row of a 200-tree model, where this takes ~8 µs. Same numbers as
+    ``Booster.predict`` with its defaults (normal predictions of the best iteration's trees).
+
+    ``lightgbm.basic._LIB`` is the library handle the package itself calls through; the C
+    functions used here are part of LightGBM's stable C API.
+    """
+
+    _PREDICT_NORMAL, _FLOAT64 = 0, 1  # C_API_PREDICT_NORMAL, C_API_DTYPE_FLOAT64
+
+    def __init__(self, booster: lightgbm.Booster) -> None:
+        from lightgbm.basic import _LIB, _c_str, _safe_call
+
+        self._booster, self._lib, self._check = booster, _LIB, _safe_call
+        self.num_features = booster.num_feature()
+        iterations = booster.best_iteration if booster.best_iteration > 0 else -1
+        handle = ctypes.c_void_p()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(self._PREDICT_NORMAL),
+                ctypes.c_int(0),  # start iteration
+                ctypes.c_int(iterations),
+                ctypes.c_int(self._FLOAT64),
+                ctypes.c_int32(self.num_features),
+                _c_str("num_threads=1"),
+                ctypes.byref(handle),
+            )
+        )
+        self._handle = handle
+        width = ctypes.c_int64()
+        _safe_call(
+            _LIB.LGBM_BoosterCalcNumPredict(
+                booster._handle,
+                ctypes.c_int(1),
+                ctypes.c_int(self._PREDICT_NORMAL),
+                ctypes.c_int(0),
+                ctypes.c_int(iterations),
+                ctypes.byref(width),
+            )
+        )
+        self._width = width.value
+        self._written = ctypes.c_int64()
+        self._lock = threading.Lock()  # one call at a time per set-up (its buffers are shared)
+
+    def __call__(self, row: np.ndarray) -> np.ndarray:
+        """Predictions for ``row``, a C-contiguous float64 array of one row, shaped like
+        ``Booster.predict``'s: ``(1,)``, or ``(1, classes)`` for multiclass."""
+        out = np.empty(self._width, dtype=np.float64)
+        with self._lock:
+            self._check(
+                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                    self._handle,
+                    ctypes.c_void_p(row.ctypes.data),
+                    ctypes.byref(self._written),
+                    ctypes.c_void_p(out.ctypes.data),
+                )
+            )
+        return out if self._width == 1 else out.reshape(1, self._width)
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and handle.value is not None:
+            self._lib.LGBM_FastConfigFree(handle)
+
+
 class LightGBMPredictor:
-    """Predicts through ``Booster.predict``: P(class 1) for binary, (n, k) for multiclass."""
+    """Predicts through ``Booster.predict`` (one row: :class:`SingleRow`): P(class 1) for
+    binary, (n, k) for multiclass."""
 
     def __init__(self, booster: lightgbm.Booster, *, labels: bool, classes: list[Any] | None) -> None:
         self.raw = booster
@@ -95,8 +166,11 @@ class LightGBMPredictor:
         self.feature_names = None if all(_DEFAULT_NAME.fullmatch(n) for n in names) else names
         # a model trained on pandas categoricals maps categories to codes only from a DataFrame
         self.wants_frame = bool(booster.pandas_categorical)
+        self._single_row = SingleRow(booster)
 
     def predict_numpy(self, x: np.ndarray) -> np.ndarray:
+        if x.shape == (1, self._single_row.num_features) and x.dtype == np.float64 and x.flags.c_contiguous:
+            return self._finish(self._single_row(x))
         return self._finish(np.asarray(self.raw.predict(x, num_threads=threads_for(len(x)))))
 
     def predict_frame(self, frame: Any) -> np.ndarray:
