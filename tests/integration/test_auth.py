@@ -99,6 +99,9 @@ def test_a_revoked_key_is_refused(client: Client, start_server, monkeypatch: pyt
     info, key = api_keys.create_key(meta, "temp", "viewer")
     headers = {"Authorization": f"Bearer {key}"}
     assert httpx.get(f"{server.url}/api/v1/experiments", headers=headers).status_code == 200
+    # A verified key is remembered as presented: the same id with another secret is not it.
+    forged = {"Authorization": f"Bearer {key[:-1]}{'x' if key[-1] != 'x' else 'y'}"}
+    assert httpx.get(f"{server.url}/api/v1/experiments", headers=forged).status_code == 401
     api_keys.revoke_key(meta, info.id)
     time.sleep(0.2)
     refused = httpx.get(f"{server.url}/api/v1/experiments", headers=headers)

@@ -39,6 +39,8 @@ PERMISSIONS: list[tuple[frozenset[str], re.Pattern[str], frozenset[str]]] = [
     (_READS, re.compile(r"^/"), frozenset({"read"})),
 ]
 
+_MAX_ROUTES = 4096
+
 ADMIN = KeyInfo("token", "server token", "admin", None, None, None, "", None)  # type: ignore[arg-type]
 
 
@@ -72,6 +74,7 @@ class Auth:
         self._token = token.encode() if token else None
         self._keys = keys or KeyCache(meta)
         self._buckets = buckets or TokenBuckets()  # share them for one rate limit across apps
+        self._needs: dict[tuple[str, str], frozenset[str]] = {}  # required(), per method and path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -109,7 +112,12 @@ class Auth:
                 "Wrong bearer token; use the server's token or an API key from 'gyre keys create'."
             )
         key = self._keys.authenticate(presented.decode(errors="replace"))
-        needs = required(scope["method"], scope["path"])
+        route = (scope["method"], scope["path"])
+        needs = self._needs.get(route)
+        if needs is None:
+            if len(self._needs) >= _MAX_ROUTES:  # paths come from clients: keep it bounded
+                self._needs.clear()
+            needs = self._needs[route] = required(*route)
         if not ROLES[key.role] & needs:
             allowed = sorted(r for r, perms in ROLES.items() if perms & needs)
             raise Forbidden(

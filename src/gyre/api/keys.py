@@ -142,24 +142,34 @@ def has_keys(meta: MetaStore) -> bool:
         return s.scalars(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)).first() is not None
 
 
+_MAX_VERIFIED = 4096
+
+
 class KeyCache:
     """Authenticates presented keys, remembering rows for ``ttl_s`` seconds.
 
     A revocation takes effect within ``ttl_s`` on every server (default 5 s); the request path
-    costs a dict lookup and one SHA-256, not a database query.
+    costs a dict lookup, not a database query: a key presented again before its row is due to be
+    reloaded is taken as verified (its SHA-256, its parse and the comparison were ~7 µs of a
+    ~110 µs prediction).
     """
 
     def __init__(self, meta: MetaStore, ttl_s: float | None = None) -> None:
         self.meta, self.ttl_s = meta, KEY_CACHE_TTL_S if ttl_s is None else ttl_s
         self._rows: dict[str, tuple[float, KeyInfo | None, str]] = {}
+        # Presented keys that matched an unrevoked row, with the time that row was loaded.
+        self._verified: dict[str, tuple[float, KeyInfo]] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, presented: str) -> KeyInfo:
+        now = time.monotonic()
+        verified = self._verified.get(presented)
+        if verified is not None and now - verified[0] <= self.ttl_s:
+            return verified[1]
         m = _KEY.match(presented)
         if m is None:
             raise Unauthorized("That is not a Gyre API key (they read gyre_<id>_<secret>); check the header.")
         key_id, secret = m.groups()
-        now = time.monotonic()
         cached = self._rows.get(key_id)
         if cached is None or now - cached[0] > self.ttl_s:
             cached = (now, *self._load(key_id))
@@ -170,6 +180,10 @@ class KeyCache:
             raise Unauthorized("Unknown API key; create one with 'gyre keys create'.")
         if info.revoked_at is not None:
             raise Unauthorized(f"API key {info.id} ({info.name}) was revoked; ask an admin for a new one.")
+        with self._lock:
+            if len(self._verified) >= _MAX_VERIFIED:  # only valid keys get here, but bound it
+                self._verified.clear()
+            self._verified[presented] = (cached[0], info)
         return info
 
     def _load(self, key_id: str) -> tuple[KeyInfo | None, str]:
