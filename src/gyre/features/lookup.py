@@ -115,6 +115,41 @@ class _ViewPlan:
         self.empty.update({name: _EMPTY.get(fn) for name, _, fn, _ in self.windows})
         self.max_window_us = max((w[3] for w in self.windows), default=0)
 
+    def columns_of(
+        self, wanted: list[str], latest: list[tuple[int, dict[str, Any]] | None], at_us: int
+    ) -> dict[str | None, dict[str, Any]]:
+        """The column features of each key in ``wanted`` with a latest row valid at ``at_us``
+        (as :meth:`OnlineStore.read_view` read them, in that order); keys without one are left out."""
+        computed: dict[str | None, dict[str, Any]] = {}
+        stored, names = self.stored, self.names
+        oldest = at_us - self.ttl_us if self.ttl_us is not None else None
+        for key, hit in zip(wanted, latest, strict=True):
+            if hit is not None and hit[0] <= at_us and (oldest is None or hit[0] > oldest):
+                row = hit[1]
+                # A row holding just the requested columns, in order (all of a view's
+                # features, the usual request), is renamed at most, not rebuilt.
+                if list(row) != stored:
+                    computed[key] = {name: row.get(column) for name, column in self.columns}
+                elif names is None:
+                    computed[key] = row
+                else:
+                    computed[key] = dict(zip(names, row.values(), strict=True))
+        return computed
+
+    def one(self, store: OnlineStore, entity_row: Mapping[str, Any], at_us: int) -> dict[str, Any]:
+        """The column features of one entity row (for a view without window features): the
+        most common lookup, without the batch bookkeeping (~1 µs of a ~9 µs lookup)."""
+        key = self.keys((entity_row,))[0]
+        if key is None:
+            return dict(self.empty)
+        hit = store.read_view(self.view, (key,), latest=True, events=None)[0][0]  # type: ignore[index]
+        if hit is None or hit[0] > at_us or (self.ttl_us is not None and hit[0] <= at_us - self.ttl_us):
+            return dict(self.empty)
+        row = hit[1]
+        if list(row) != self.stored:
+            return {name: row.get(column) for name, column in self.columns}
+        return row if self.names is None else dict(zip(self.names, row.values(), strict=True))
+
     def keys(self, entity_rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
         """Each row's entity key; ``None`` for a row with a null join key (it matches nothing,
         as in a SQL join)."""
@@ -153,6 +188,8 @@ class _Plan:
     views: list[_ViewPlan]
     reorder: bool
     """Whether the views' values come out in another order than ``names``."""
+    one_view: bool = False
+    """Whether the features are column features of one view (in ``names``' order)."""
 
 
 class OnlineLookup:
@@ -205,6 +242,8 @@ class OnlineLookup:
             self._plans[key] = plan
         at_us = to_us(at) if at is not None else time.time_ns() // 1000
         views = plan.views
+        if plan.one_view and len(entity_rows) == 1:
+            return [views[0].one(self.store, entity_rows[0], at_us)]
         results = self._read(views[0], entity_rows, at_us)
         for i in range(1, len(views)):
             for out, values in zip(results, self._read(views[i], entity_rows, at_us), strict=True):
@@ -255,7 +294,9 @@ class OnlineLookup:
         for view_plan in views:
             view_plan.finish()
         natural = [n for p in views for n in [*(c[0] for c in p.columns), *(w[0] for w in p.windows)]]
-        return _Plan(list(names), views, reorder=natural != list(names))
+        reorder = natural != list(names)
+        one_view = len(views) == 1 and not views[0].windows and not reorder
+        return _Plan(list(names), views, reorder, one_view)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -270,37 +311,29 @@ class OnlineLookup:
             unique = dict.fromkeys(keys)
             unique.pop(None, None)
             wanted = list(unique)  # type: ignore[arg-type]
-        latest, events = self.store.read_view(
-            plan.view,
-            wanted,
-            latest=bool(plan.columns),
-            events=(at_us - plan.max_window_us, at_us) if plan.windows else None,
-        )
-        computed: dict[str | None, dict[str, Any]] = {}
-        if events is None:  # column features only: the common case, kept lean
-            assert latest is not None
-            columns, stored, names, ttl_us = plan.columns, plan.stored, plan.names, plan.ttl_us
-            oldest = at_us - ttl_us if ttl_us is not None else None
-            for key, hit in zip(wanted, latest, strict=True):
-                if hit is not None and hit[0] <= at_us and (oldest is None or hit[0] > oldest):
-                    row = hit[1]
-                    # A row holding just the requested columns, in order (all of a view's
-                    # features, the usual request), is renamed at most, not rebuilt.
-                    if list(row) != stored:
-                        computed[key] = {name: row.get(column) for name, column in columns}
-                    elif names is None:
-                        computed[key] = row
-                    else:
-                        computed[key] = dict(zip(names, row.values(), strict=True))
-        else:
-            hits = latest if latest is not None else [None] * len(wanted)
-            for key, hit, found in zip(wanted, hits, events, strict=True):
-                computed[key] = self._values(plan, at_us, hit, found)
+        if plan.windows:
+            computed = self._aggregated(plan, wanted, at_us)
+        else:  # column features only: the common case, kept lean
+            latest, _ = self.store.read_view(plan.view, wanted, latest=True, events=None)
+            computed = plan.columns_of(wanted, latest, at_us)  # type: ignore[arg-type]
         empty = plan.empty
-        if len(keys) == 1:  # nothing to share a dict with
-            only = computed.get(keys[0])
-            return [only if only is not None else dict(empty)]
+        if len(wanted) == len(keys):
+            # Every key once: each computed dict is new (the store's, or built here) and can be
+            # handed out as is (copies took 14 µs of a ~300 µs lookup of 100 entities).
+            return [found if (found := computed.get(key)) is not None else dict(empty) for key in keys]
         return [dict(computed.get(key, empty)) for key in keys]
+
+    def _aggregated(self, plan: _ViewPlan, wanted: list[str], at_us: int) -> dict[str | None, dict[str, Any]]:
+        """The values of a view with window features, per key in ``wanted``."""
+        latest, events = self.store.read_view(
+            plan.view, wanted, latest=bool(plan.columns), events=(at_us - plan.max_window_us, at_us)
+        )
+        assert events is not None
+        hits = latest if latest is not None else [None] * len(wanted)
+        return {
+            key: self._values(plan, at_us, hit, found)
+            for key, hit, found in zip(wanted, hits, events, strict=True)
+        }
 
     @staticmethod
     def _values(

@@ -124,6 +124,7 @@ def test_online_lookup_matches_the_reference(data: st.DataObject) -> None:
         materialize(lake, store, [rebuilt], now=at(nows[-1]))
 
         refs = [f"inc:{n}" for n in incremental.feature_names] + [f"full:{n}" for n in rebuilt.feature_names]
+        columns = [f"inc:{f.name}" for f in incremental.columns]
         lookup = OnlineLookup(store, [incremental, rebuilt])
         entity_rows = [{"user_id": u} for u in [*USERS, 9]]
         for offset in ats:
@@ -139,4 +140,7 @@ def test_online_lookup_matches_the_reference(data: st.DataObject) -> None:
                     user,
                     when,
                 )
+                # One entity's column features: the shorter path of the most common lookup.
+                [alone] = lookup.get([{"user_id": user}], columns, at=at(when))
+                assert alone == {f.name: want[f.name] for f in incremental.columns}, (user, when)
         store.close()

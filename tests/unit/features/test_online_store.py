@@ -294,6 +294,20 @@ def test_sqlite_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     memory.close()
 
 
+def test_sqlite_page_cache_is_set_by_the_url(tmp_path: Path) -> None:
+    def cache_kib(url: str) -> int:
+        store = open_online_store(url)
+        try:
+            return -int(store._conn.execute("PRAGMA cache_size").fetchone()[0])  # type: ignore[attr-defined]
+        finally:
+            store.close()
+
+    assert cache_kib(f"sqlite:///{tmp_path / 'a.db'}") == 64 * 1024
+    assert cache_kib(f"sqlite:///{tmp_path / 'a.db'}?cache_mb=8") == 8 * 1024
+    with pytest.raises(ConfigError, match="cache_mb must be a whole number of MiB, not '1.5'"):
+        open_online_store(f"sqlite:///{tmp_path / 'a.db'}?cache_mb=1.5")
+
+
 def test_sqlite_upgrades_a_file_of_the_older_layout(tmp_path: Path) -> None:
     """Files written before latest rows had a ``t`` column keep their rows and watermarks."""
     path = tmp_path / "old.db"

@@ -4,7 +4,8 @@ A backend is chosen by its URL's scheme and imported only when used, so ``redis`
 only by projects that configure ``redis://``:
 
 * ``sqlite:///relative/path.db`` (relative to ``root``, default the working directory) or
-  ``sqlite:////absolute/path.db``: one file, the embedded default;
+  ``sqlite:////absolute/path.db``, optionally with ``?cache_mb=64`` (the page cache): one file,
+  the embedded default;
 * ``redis://[:password@]host:port/db[?prefix=gyre:]``: Redis, shared by many processes and hosts.
 
 The contract is :class:`~gyre.features.online.base.OnlineStore`. Encoding entity keys and

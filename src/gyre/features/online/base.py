@@ -138,7 +138,8 @@ class OnlineStore(ABC):
         (since_us, until_us)`` is given) as :meth:`read_events` returns them.
 
         The hot path of serving: the event time (``order[0]``) is all a lookup needs of the
-        order. Either part is ``None`` when not asked for.
+        order. Either part is ``None`` when not asked for. Every values dict returned is a new
+        object, the caller's to keep or change (a lookup hands them out without copying).
         """
 
     # -- lifecycle -----------------------------------------------------------------------------

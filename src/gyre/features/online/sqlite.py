@@ -11,6 +11,9 @@ Per view two tables, created by :meth:`SqliteOnlineStore.apply`:
 
 Watermarks live in ``gyre_watermarks``. Values are JSON text. The layout's revision is the
 file's ``user_version``; opening a file of an older revision upgrades it in place.
+
+The URL may set the connection's page cache: ``sqlite:///online.db?cache_mb=256`` (default
+:data:`CACHE_MB`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 from gyre.errors import BackendUnavailable, ConfigError, NotFound
 from gyre.features.online.base import (
@@ -38,12 +42,31 @@ from gyre.features.spec import ViewSpec
 
 LAYOUT = 1
 """The layout revision this module writes (1 added ``latest.t``)."""
+CACHE_MB = 64
+"""The default page cache of a store's connection, in MiB.
+
+Lookups read random keys: with SQLite's default 2 MiB (~6,000 latest rows of 10 features) a
+larger store re-reads most pages from the OS, and 100-entity lookups on 10,000 entities took
+1.6x a raw read of a fully cached table; with 64 MiB (~190,000 such rows), 1.25x. The cache
+fills only as pages are read, so a small store costs no more.
+"""
 # Keys per statement: SQLite bounds a statement's parameters (32,766; 999 before 3.32).
 _KEYS_PER_STATEMENT = 512
 
 
 def _table(kind: str, view: str) -> str:
     return '"' + f"{kind}__{view}".replace('"', '""') + '"'
+
+
+def _cache_mb(url: str, value: str | None) -> int:
+    """The ``cache_mb`` of a store URL (:data:`CACHE_MB` if not given)."""
+    if value is None:
+        return CACHE_MB
+    if not value.isdigit():
+        raise ConfigError(
+            f"Invalid SQLite online store URL {url!r}: cache_mb must be a whole number of MiB, not {value!r}."
+        )
+    return int(value)
 
 
 def _padded(n: int) -> int:
@@ -57,7 +80,7 @@ class SqliteOnlineStore(OnlineStore):
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"in_process"})
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, cache_mb: int = CACHE_MB) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +100,7 @@ class SqliteOnlineStore(OnlineStore):
             # WAL with synchronous=NORMAL stays consistent on power loss (it may drop the last
             # commits); the online store can always be rebuilt from the lake.
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA cache_size={-1024 * cache_mb}")  # negative: in KiB
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS gyre_watermarks "
                 "(view TEXT PRIMARY KEY, version INTEGER NOT NULL, fingerprint TEXT NOT NULL)"
@@ -92,15 +116,16 @@ class SqliteOnlineStore(OnlineStore):
     @classmethod
     def from_url(cls, url: str, *, root: Path | None = None) -> SqliteOnlineStore:
         rest = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-        rest = rest.split("?", 1)[0]
+        rest, _, query = rest.partition("?")
         if not rest:
             raise ConfigError(
                 f"Invalid SQLite online store URL {url!r}: use sqlite:///relative/path.db or "
                 "sqlite:////absolute/path.db."
             )
+        cache_mb = _cache_mb(url, dict(parse_qsl(query, keep_blank_values=True)).get("cache_mb"))
         if rest == ":memory:" or rest.startswith("/"):
-            return cls(rest)
-        return cls((root or Path.cwd()) / rest)
+            return cls(rest, cache_mb=cache_mb)
+        return cls((root or Path.cwd()) / rest, cache_mb=cache_mb)
 
     def __repr__(self) -> str:
         return f"SqliteOnlineStore({self.path!r})"
@@ -298,11 +323,11 @@ class SqliteOnlineStore(OnlineStore):
     def read_view(
         self, view: str, keys: Sequence[str], *, latest: bool, events: tuple[int, int] | None
     ) -> tuple[list[tuple[int, Values] | None] | None, list[list[tuple[int, Values]]] | None]:
-        rows: list[tuple[int, Values] | None] | None = None
-        if latest and len(keys) == 1:  # one entity: the most common lookup, kept short
+        if latest and events is None and len(keys) == 1:  # the most common lookup, kept short
             one = self._read(self._sql.get(("one", view, 1)) or self._statement("one", view, 1), keys)
-            rows = [(one[0][0], decode_values(one[0][1]))] if one else [None]
-        elif latest:
+            return ([(one[0][0], decode_values(one[0][1]))] if one else [None]), None
+        rows: list[tuple[int, Values] | None] | None = None
+        if latest:
             found = self._read_keys("latest", view, keys)
             values = decode_many([v for _, _, v in found])
             by_key = {k: (t, v) for (k, t, _), v in zip(found, values, strict=True)}
