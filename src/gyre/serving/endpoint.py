@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,14 @@ class CompiledEndpoint:
         ]
         self._identity = (
             self.numeric and not self._feature_pos and self._request_src == list(range(len(columns)))
+        )
+        # Feature columns without a declared default are filled in one conversion (None becomes
+        # NaN, as it would column by column): ~1 µs a row against ~15 µs for ten columns.
+        self._feature_cols = [pos for pos, _, _ in self._feature_pos]
+        self._feature_rows = (
+            itemgetter(*(full for _, _, full in self._feature_pos))
+            if self._feature_pos and not any(c in self.defaults for _, c, _ in self._feature_pos)
+            else None
         )
 
         self.call_ms = self._warm_up()
@@ -351,6 +360,15 @@ class CompiledEndpoint:
         x = np.empty((n, len(self.columns)), dtype=np.float64)
         if self._request_pos:
             x[:, self._request_pos] = num[:, self._request_src]
+        if self._feature_rows is not None and feats is not None:
+            rows = [self._feature_rows(r) for r in feats]
+            try:
+                x[:, [pos for pos, _, _ in self._feature_pos]] = np.array(rows, dtype=np.float64).reshape(
+                    n, -1
+                )
+                return x
+            except (TypeError, ValueError):
+                pass  # a value that is not a number: the column-by-column path names it
         for pos, column, full in self._feature_pos:
             default = self.defaults.get(column)
             default = np.nan if default is None else default

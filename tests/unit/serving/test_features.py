@@ -119,6 +119,11 @@ def test_features_are_looked_up_and_on_demand_ones_computed(
     assert "Unknown entity user_id=999" in strict.json()["message"]
     known = app.post("/v1/endpoints/strict/predict", json={"row": {"user_id": 2, "amount": 50.0}})
     assert known.status_code == 200
+    # Without declared defaults the feature columns are filled in one conversion: same numbers.
+    both = {"rows": [{"user_id": 1, "amount": 80.0}, {"user_id": 2, "amount": 50.0}]}
+    assert (
+        app.post("/v1/endpoints/strict/predict", json=both).json()["predictions"] == r.json()["predictions"]
+    )
 
     # Concurrent requests with one unknown entity: only that one is refused.
     bodies = [{"row": {"user_id": u, "amount": 5.0}} for u in (1, 2, 999, 1)]
@@ -141,7 +146,7 @@ def test_features_are_looked_up_and_on_demand_ones_computed(
         "risk__amount_vs_last": 2.0,
     }
     assert json.loads(first["inputs"]) == {"amount": 80.0, "user_id": 1}
-    assert len(logged) == 2 + 1 + 1 + 3  # refused requests are not logged
+    assert len(logged) == 2 + 1 + 1 + 2 + 3  # refused requests are not logged
 
 
 def test_a_canary_keeps_each_entity_on_one_side(
