@@ -619,15 +619,16 @@ def report(r: Results, sizes: Sizes) -> str:
         work: str,
         ours: dict[str, Any] | None,
         theirs: dict[str, Any] | None,
-        goal: float,
+        goal: float | None,
         p99_max: float | None = None,
         rows: int = 1,
     ) -> None:
         a, b = _rate(ours, rows), _rate(theirs, rows)
         met = ""
-        if ours and a and b:
+        if ours and a and b and goal is not None:
             met = "yes" if a / b >= goal and (p99_max is None or ours["p99_ms"] < p99_max) else "NO"
-        goal_text = f">= {goal:g}x" + (f", p99 < {p99_max:g} ms" if p99_max else "")
+        goal_text = "none set (reported)" if goal is None else f">= {goal:g}x"
+        goal_text += f", p99 < {p99_max:g} ms" if p99_max else ""
         unit = " req/s" if rows == 1 else " rows/s"
         body.append(
             [work, _num(a, unit), _lat(ours), _num(b, unit), _lat(theirs), _ratio(a, b), goal_text, met]
@@ -640,7 +641,8 @@ def report(r: Results, sizes: Sizes) -> str:
         for c in LEVELS:
             runs = at.get(c, {})
             add(f"1 row + {label} lookup (10 features), {c} conn", runs.get(name), runs.get("yardstick"), 0.7)
-    add(f"100-row requests, {WIDE_CONNECTIONS} conn", wide.get("gyre"), wide.get("yardstick"), 1.0, rows=100)
+    # The issue asks for 100-row rows/s beside the yardstick's, with no goal.
+    add(f"100-row requests, {WIDE_CONNECTIONS} conn", wide.get("gyre"), wide.get("yardstick"), None, rows=100)
     batch = r.data.get("batch", {})
     a, b = batch.get("gyre_rows_per_s"), batch.get("raw_rows_per_s")
     met = ("yes" if a / b >= 0.8 else "NO") if a and b else ""
