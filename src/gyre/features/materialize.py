@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -325,12 +325,13 @@ class _ViewWriter:
         keys = _entity_keys(winners, self.keys)
         orders = self._orders(winners.column(_T).to_numpy(), winners.column(_S).to_numpy())
         values = _json_objects(winners, self.latest_columns)
+        times = winners.column(_T)
         # Handed over by key: a B-tree store then inserts sequentially.
         by_key = pc.sort_indices(keys)
         for start in range(0, winners.num_rows, WRITE_ROWS):
             part = by_key[start : start + WRITE_ROWS]
-            rows = zip(*(c.take(part).to_pylist() for c in (keys, orders, values)), strict=True)
-            self.latest_written += self.store.write_latest(self.view.name, list(rows))
+            columns = [c.take(part).to_pylist() for c in (keys, times, orders, values)]
+            self.latest_written += self.store.write_latest_columns(self.view.name, *columns)
 
     def _orders(self, t: np.ndarray, seq: np.ndarray) -> pa.Array:
         """The encoded order ``(event_time_us, version, file_idx, row_idx)`` of each row."""
@@ -448,17 +449,27 @@ def _json_objects(table: pa.Table, columns: list[str]) -> pa.Array | pa.ChunkedA
     reads back as :func:`~gyre.features.online.codec.encode_values` would have written it."""
     if not columns:
         return pa.array(["{}"] * table.num_rows, pa.string())
-    # '{"a":' + a, '"b":' + b, ... joined by ",", then "}": fewer, longer joins are faster.
-    members = [
-        pc.binary_join_element_wise(
-            ("{" if i == 0 else "") + json.dumps(name, ensure_ascii=False) + ":",
-            pc.fill_null(_json_texts(table.column(name), exact=False), "null"),
-            "",
-        )
-        for i, name in enumerate(columns)
-    ]
-    joined = members[0] if len(members) == 1 else pc.binary_join_element_wise(*members, ",")
-    return pc.binary_join_element_wise(joined, "}", "")
+    # '{"a":', a, ',"b":', b, ..., '}' in one join (null values written as null): a join per
+    # member and one of the members took 4.4 ms for 10,000 rows of 10 columns, this 2.2 ms.
+    parts: list[Any] = []
+    for i, name in enumerate(columns):
+        parts += [("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"]
+        parts += [_json_texts(table.column(name), exact=False)]
+    return pc.binary_join_element_wise(*parts, "}", "", null_handling="replace", null_replacement="null")
+
+
+def _shortest_texts(doubles: pa.Array) -> pa.Array:
+    """orjson's text of each double (nulls and non-finite ones print as ``null``), as a string
+    array made from orjson's output buffer (10,000 values: 0.5 ms; with a Python string per
+    value, 0.87 ms)."""
+    printed = orjson.dumps(doubles.to_numpy(zero_copy_only=False), option=orjson.OPT_SERIALIZE_NUMPY)
+    inner = np.frombuffer(printed, np.uint8)[1:-1]  # without the brackets
+    commas = np.flatnonzero(inner == ord(","))
+    # Value i starts after comma i - 1, which is at commas[i - 1] - (i - 1) once commas are gone.
+    offsets = np.empty(len(doubles) + 1, np.int32)
+    offsets[0], offsets[1:-1], offsets[-1] = 0, commas - np.arange(len(commas)), len(inner) - len(commas)
+    data = np.delete(inner, commas)
+    return pa.StringArray.from_buffers(len(doubles), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _json_texts(column: pa.ChunkedArray, *, exact: bool) -> pa.ChunkedArray | pa.Array:
@@ -482,8 +493,9 @@ def _json_texts(column: pa.ChunkedArray, *, exact: bool) -> pa.ChunkedArray | pa
         if len(doubles) and pc.all(pc.is_finite(doubles)).as_py():
             # orjson prints the shortest text that parses back to the same double, 1.0 as
             # "1.0", twice as fast as Arrow; but NaN and infinities as null, hence only here.
-            printed = orjson.dumps(doubles.to_numpy(zero_copy_only=False), option=orjson.OPT_SERIALIZE_NUMPY)
-            text = pa.array(printed[1:-1].decode().split(","), pa.string())
+            text = pa.chunked_array([_shortest_texts(chunk) for chunk in doubles.chunks], pa.string())
+            if not doubles.null_count:
+                return text
             return pc.if_else(pc.is_valid(doubles), text, pa.scalar(None, pa.string()))
         # Arrow prints "1" for 1.0 (which JSON would read as an int; 1e+15 and up get an
         # exponent) and "nan"/"inf" for the non-finite. Substring tests: a regex costs 5x more.

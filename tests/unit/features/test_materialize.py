@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gyre.data.lake import Lake
 from gyre.errors import InvalidArgument, NotFound
@@ -551,6 +553,22 @@ def test_lookup_shapes(lake: Lake, online_store: OnlineStore) -> None:
 
 
 # -- encoding ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)), max_size=40),
+    chunk=st.integers(1, 8),
+    width=st.sampled_from([32, 64]),
+)
+def test_finite_floats_encode_as_the_codec_does(values: list[float | None], chunk: int, width: int) -> None:
+    """Columns of finite floats (orjson's texts, cut out of its output buffer) read back as
+    the codec's texts of the same values, chunk boundaries and nulls anywhere."""
+    kind = pa.float32() if width == 32 else pa.float64()
+    column = pa.chunked_array([values[i : i + chunk] for i in range(0, len(values), chunk)], kind)
+    texts = _json_objects(pa.table({"f": column}), ["f"]).to_pylist()
+    want = [encode_values(row) for row in pa.table({"f": column}).to_pylist()]
+    assert [repr(decode_values(t)["f"]) for t in texts] == [repr(decode_values(w)["f"]) for w in want]
 
 
 def test_vectorized_encoding_matches_the_codec() -> None:

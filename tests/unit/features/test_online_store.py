@@ -12,8 +12,11 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gyre.errors import BackendUnavailable, ConfigError
 from gyre.features.online import BACKENDS, OnlineStore, open_online_store
@@ -117,6 +120,41 @@ def test_latest_values_round_trip(store: OnlineStore) -> None:
 def test_latest_accepts_values_as_json_text(store: OnlineStore) -> None:
     store.write_latest("v", [("k", (1, 0, 0, 0), encode_values({"country": "FR", "n": 1.0}))])
     assert store.read_latest("v", ["k"]) == [((1, 0, 0, 0), {"country": "FR", "n": 1.0})]
+
+
+latest_rows_st = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(0, 3)),
+        st.dictionaries(st.sampled_from(["x", "y"]), st.one_of(st.none(), st.integers(), st.text())),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(latest_rows_st, max_size=3))
+def test_latest_written_as_columns_equals_written_as_rows(
+    online_store: OnlineStore, batches: list[list[tuple[str, tuple[int, int], dict[str, Any]]]]
+) -> None:
+    """Rows given as encoded columns (materialization's form) leave what the same rows do."""
+    online_store.teardown(["rows", "columns"])
+    online_store.apply([view("rows"), view("columns")])
+    for batch in batches:
+        by_rows = online_store.write_latest("rows", batch)
+        by_columns = online_store.write_latest_columns(
+            "columns",
+            [key for key, _, _ in batch],
+            [order[0] for _, order, _ in batch],
+            [encode_order(order) for _, order, _ in batch],
+            [encode_values(values) for _, _, values in batch],
+        )
+        assert by_columns == by_rows
+    keys = ["a", "b", "c"]
+    assert online_store.read_latest("columns", keys) == online_store.read_latest("rows", keys)
+    assert online_store.read_view("columns", keys, latest=True, events=None) == online_store.read_view(
+        "rows", keys, latest=True, events=None
+    )
 
 
 def test_read_latest_answers_per_key_in_order(store: OnlineStore) -> None:

@@ -76,6 +76,21 @@ class OnlineStore(ABC):
             How many stored rows were created or replaced.
         """
 
+    def write_latest_columns(
+        self,
+        view: str,
+        keys: Sequence[str],
+        times: Sequence[int],
+        orders: Sequence[str],
+        values: Sequence[str],
+    ) -> int:
+        """:meth:`write_latest` of rows given as encoded columns, as materialization has them:
+        ``orders`` as :func:`encode_order` text, ``times`` their first elements (the event
+        times), ``values`` as JSON text. A backend may write these without a Python step per
+        row; this default makes rows of them.
+        """
+        return self.write_latest(view, list(zip(keys, orders, values, strict=True)))
+
     @abstractmethod
     def read_latest(self, view: str, keys: Sequence[str]) -> list[tuple[Order, Values] | None]:
         """The stored ``(order, values)`` for each key, in ``keys``' order; ``None`` for none.

