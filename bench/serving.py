@@ -412,7 +412,7 @@ def measure(targets: list[Target], connections: int, sizes: Sizes, rows: int = 1
     return best
 
 
-def uvicorn_app(name: str, factory: str, setup: Setup, port: int) -> Server:
+def uvicorn_app(name: str, factory: str, setup: Setup, port: int, **extra_env: str) -> Server:
     """A yardstick app on uvicorn with uvloop and httptools, no access log (Gyre writes none)."""
     argv = [
         sys.executable,
@@ -425,7 +425,9 @@ def uvicorn_app(name: str, factory: str, setup: Setup, port: int) -> Server:
     ]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools"]
     argv += ["--no-access-log"]
-    env = child_env(GYRE_BENCH_MODEL_FILE=str(setup.model_file), GYRE_BENCH_COLUMNS=",".join(FEATURES))
+    env = child_env(
+        GYRE_BENCH_MODEL_FILE=str(setup.model_file), GYRE_BENCH_COLUMNS=",".join(FEATURES), **extra_env
+    )
     return Server(name, argv, cwd=setup.project, health_url=f"http://127.0.0.1:{port}/healthz", env=env)
 
 
@@ -490,6 +492,15 @@ def serving_phase(setup: Setup, sizes: Sizes, results: Results) -> dict[str, Any
         if setup.redis_prefix:
             online = redis_url(setup.redis_prefix)
             start("gyre_redis", lambda port: gyre_server(setup, projects["gyre_redis"], port, online=online))
+            hand = {
+                "GYRE_BENCH_REDIS_URL": REDIS_URL,
+                "GYRE_BENCH_REDIS_HASH": f"{setup.redis_prefix}user_stats:latest",
+                "GYRE_BENCH_REQUEST_COLUMNS": ",".join(FEATURES[:10]),
+            }
+            start(
+                "redis_hand",
+                lambda port: uvicorn_app("yardstick + Redis HMGET", "redis_predict_app", setup, port, **hand),
+            )
         else:
             out["notes"].append("Redis does not answer at 127.0.0.1:6379: no Redis rows")
         if sizes.granian:
@@ -519,6 +530,7 @@ def serving_phase(setup: Setup, sizes: Sizes, results: Results) -> dict[str, Any
             targets.append(
                 Target("gyre_redis", bases["gyre_redis"] + lookup, lookups, key, check_redis, "fraud_online")
             )
+            targets.append(Target("redis_hand", bases["redis_hand"] + "/predict", lookups))
         if "granian" in bases:
             targets.append(
                 Target("granian", bases["granian"] + predict, one, key, checks["granian"], "fraud")
@@ -681,6 +693,7 @@ def report(r: Results, sizes: Sizes) -> str:
     ctx_header = [
         "connections",
         "body-only app req/s",
+        "yardstick + hand-written Redis HMGET req/s (vs yardstick; Gyre Redis vs it)",
         "Gyre on granian req/s (p50 / p99 ms)",
         "Gyre on uvicorn",
         "granian/uvicorn",
@@ -695,10 +708,12 @@ def report(r: Results, sizes: Sizes) -> str:
         else:
             ref = MLFLOW_REFERENCE[c]
             mlflow = f"~{ref[0]:,} ({ref[1]:g} / {ref[2]:g}), reference, not same run"
+        hand, yard = _rate(runs.get("redis_hand")), _rate(runs.get("yardstick"))
         ctx.append(
             [
                 str(c),
                 _num(_rate(runs.get("body"))),
+                f"{_num(hand)} ({_ratio(hand, yard)}; {_ratio(_rate(runs.get('gyre_redis')), hand)})",
                 f"{_num(_rate(g_run))} ({_lat(g_run)})",
                 f"{_num(_rate(u_run))} ({_lat(u_run)})",
                 _ratio(_rate(g_run), _rate(u_run)),
