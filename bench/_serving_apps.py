@@ -99,4 +99,6 @@ def gyre_app() -> Any:
     from gyre.config import load_settings
 
     settings = load_settings()
-    return create_app(settings, token=settings.get("server", "token") or None, auth=True, flush_process=True)
+    return create_app(
+        settings, token=settings.get("server", "token") or None, auth=True, flush_process=True, freeze_gc=True
+    )

@@ -88,6 +88,7 @@ def run_server(
         "max_body_size": max_body_size,
         "auth": auth,
         "flush_process": True,
+        "freeze_gc": True,
     }
     if workers == 1:
         app: Any = create_app(settings, token=token, **limits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import warnings
 from collections.abc import Callable
@@ -307,3 +308,18 @@ def test_a_model_with_text_columns(client: Client, data: Data, start_app: StartA
         "datatype": "BYTES",
         "shape": [-1],
     }
+
+
+def test_a_server_process_freezes_what_start_up_made_for_the_collector(
+    client: Client, fraud: int, start_app: StartApp
+) -> None:
+    """A full collection over the ~230k objects of start-up stalls every request (~120 ms)."""
+    gc.unfreeze()
+    try:
+        start_app()
+        assert gc.get_freeze_count() == 0  # a test or an embedding process keeps its collector
+        app = start_app(freeze_gc=True)
+        assert gc.get_freeze_count() > 10_000
+        assert app.post("/v1/endpoints/fraud/predict", json={"row": row([1, 2, 3, 4])}).status_code == 200
+    finally:
+        gc.unfreeze()
