@@ -217,6 +217,32 @@ def _delta_type(arrow_type: pa.DataType) -> str:
         return f"arrow:{arrow_type}"
 
 
+def new_table_schema(name: str, incoming: pa.Schema) -> pa.Schema:
+    """The schema a new table of dataset ``name`` gets from data of schema ``incoming``
+    (unsigned integers widened).
+
+    Raises:
+        InvalidArgument: a column holding only nulls (its type is unknown), or of a type Delta
+            cannot store.
+    """
+    null_cols = [f.name for f in incoming if pa.types.is_null(f.type)]
+    if null_cols:
+        raise InvalidArgument(
+            f"Cannot create dataset {name!r}: column(s) {', '.join(map(repr, null_cols))} "
+            "hold only nulls, so their type is unknown. Declare the dataset's schema or pass "
+            "column types when reading the source."
+        )
+    fields = [pa.field(f.name, _WIDEN_UNSIGNED.get(f.type, f.type)) for f in incoming]
+    bad = [f"{f.name!r} ({f.type})" for f in fields if _delta_type(f.type).startswith("arrow:")]
+    if bad:
+        raise InvalidArgument(
+            f"Cannot store column(s) {', '.join(bad)} of dataset {name!r} in a Delta table: "
+            "cast them to a supported type (integers, floats, decimal, string, binary, "
+            "boolean, date, timestamp, list, struct, map)."
+        )
+    return pa.schema(fields)
+
+
 def schema_diff(table: pa.Schema, incoming: pa.Schema) -> SchemaDiff:
     """Compare by column name and stored (Delta) type; order and nullability do not matter.
 
@@ -461,22 +487,7 @@ class Lake:
         """The schema batches are cast to before writing: the table's column order, unsigned
         integers widened, all-null columns given the table's type."""
         if table is None:
-            null_cols = [f.name for f in incoming if pa.types.is_null(f.type)]
-            if null_cols:
-                raise InvalidArgument(
-                    f"Cannot create dataset {name!r}: column(s) {', '.join(map(repr, null_cols))} "
-                    "hold only nulls, so their type is unknown. Declare the dataset's schema or pass "
-                    "column types when reading the source."
-                )
-            fields = [pa.field(f.name, _WIDEN_UNSIGNED.get(f.type, f.type)) for f in incoming]
-            bad = [f"{f.name!r} ({f.type})" for f in fields if _delta_type(f.type).startswith("arrow:")]
-            if bad:
-                raise InvalidArgument(
-                    f"Cannot store column(s) {', '.join(bad)} of dataset {name!r} in a Delta table: "
-                    "cast them to a supported type (integers, floats, decimal, string, binary, "
-                    "boolean, date, timestamp, list, struct, map)."
-                )
-            return pa.schema(fields)
+            return new_table_schema(name, incoming)
         current = self._arrow_schema(table)
         diff = schema_diff(current, incoming)
         if diff:

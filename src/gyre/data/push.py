@@ -157,10 +157,16 @@ class PushBuffer:
                 # core busy at 2,500 predictions/s, where one version a second does).
                 committed: dict[tuple[str, int], int] = {}
                 self._read_new(committed)
+                failed: list[Exception] = []
                 for dataset in list(self._queued):
-                    while (version := self._commit_group(dataset, committed)) is not None:
-                        out.setdefault(dataset, []).append(version)
+                    try:
+                        while (version := self._commit_group(dataset, committed)) is not None:
+                            out.setdefault(dataset, []).append(version)
+                    except Exception as exc:  # its records stay buffered; other datasets go on
+                        failed.append(exc)
                 self._remove_committed()
+                if failed:
+                    raise failed[0]
             finally:
                 fcntl.flock(self._flush_file, fcntl.LOCK_UN)
         return out
@@ -196,8 +202,12 @@ class PushBuffer:
             if self._writer is not None:
                 self._writer.close()  # frees the slot: its last segment is sealed, and removable
                 self._writer = None
-        self.flush()
-        self._flush_file.close()
+        try:
+            self.flush()
+        except Exception as exc:  # the records stay in their segments for the next start
+            log.error("Some pushed records stay buffered, not committed: %s", exc)
+        finally:
+            self._flush_file.close()
 
     def close_files(self) -> None:
         """Close the buffer's files without flushing (a flusher process, which never appends)."""

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from gyre.data import catalog
-from gyre.data.lake import Lake
+from gyre.data.lake import Lake, new_table_schema
 from gyre.data.validation import (
     AllowedValues,
     ColumnType,
@@ -64,6 +64,8 @@ class DatasetRules:
                 refuses (the message names the record, field, value and rule).
         """
         table = to_table(self.dataset, records, self.schema)
+        if self.schema is None:  # these records would create the table: refuse what it could not hold
+            new_table_schema(self.dataset, table.schema)
         if not self.row_expectations:
             return table
         checks = RowChecks(self.row_expectations, max_examples=3)
