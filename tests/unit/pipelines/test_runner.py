@@ -229,9 +229,7 @@ def test_a_run_is_tracked_with_a_child_run_per_step(client: Client, executor: Lo
 
 def test_second_run_is_served_from_the_cache(client: Client, executor: LocalExecutor) -> None:
     first = run_pipeline(client, arithmetic, {}, executor=executor)
-    started = time.perf_counter()
     second = run_pipeline(client, arithmetic, {}, executor=executor)
-    elapsed = time.perf_counter() - started
     assert second.result == first.result
     assert {s.status for s in second.steps.values()} == {"cached"}
     steps = _children(client, second.run_id)
@@ -239,8 +237,7 @@ def test_second_run_is_served_from_the_cache(client: Client, executor: LocalExec
     assert steps["total"].tags["gyre.cache.source"] == first.steps["total"].run_id
     assert steps["double"].metrics == {"doubled": 4.0}  # the reused run's metrics come along
     assert client.runs.get(second.run_id).metrics == {"doubled": 4.0}  # and reach the pipeline run
-    assert all(s.duration_s is not None and s.duration_s < 0.5 for s in steps.values())
-    assert elapsed < 2.0
+    assert all(s.duration_s is not None for s in steps.values())
 
 
 def test_changed_params_or_code_miss_the_cache(client: Client, executor: LocalExecutor) -> None:
@@ -300,12 +297,11 @@ def test_a_raising_step_fails_the_run_with_its_traceback(client: Client, executo
 
 
 def test_independent_steps_run_in_parallel(client: Client, tmp_path: Path, executor: LocalExecutor) -> None:
-    started = time.perf_counter()
     run = run_pipeline(client, two_naps, {"folder": str(tmp_path)}, executor=executor)
     assert run.ok
     (a_start, a_end), (b_start, b_end) = (map(float, (tmp_path / n).read_text().split()) for n in ("a", "b"))
-    assert a_start < b_end and b_start < a_end  # the two naps overlapped
-    assert time.perf_counter() - started < 1.9
+    # Each nap's own clock readings: they overlapped (no wall-clock bound, which a loaded machine breaks).
+    assert a_start < b_end and b_start < a_end
 
 
 def test_a_killed_worker_is_retried_or_fails_cleanly(client: Client, tmp_path: Path) -> None:
