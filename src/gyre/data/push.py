@@ -322,17 +322,25 @@ class PushBuffer:
         records = orjson.loads(b"[" + b",".join(f.records[1:-1] for f in group) + b"]")
         last = {frame.slot: frame.position for frame in group}  # a prefix of each slot's frames
         marks = {app_id(slot): position for slot, position in last.items()}
-        table = to_table(dataset, records, self._rules(dataset).schema)
-        version = self.lake.append(
-            dataset, table, custom_metadata={"gyre.source": "http push"}, app_transactions=marks
-        )
-        record_commit(self.meta, dataset, version, table, source="http push", offsets={"push": marks})
-        if self._rules(dataset).schema != table.schema:
-            self._rules_cache.pop(dataset, None)  # the first commit fixed the schema
+        version = self._commit(dataset, records, marks, {"push": marks})
         committed.update({(dataset, slot): position for slot, position in last.items()})
         self._queued[dataset] = queue[len(group) :]
         for frame in group:
             self._settle(frame)
+        return version
+
+    def _commit(
+        self, dataset: str, records: list[Any], marks: dict[str, int], offsets: dict[str, Any]
+    ) -> int:
+        """Append ``records`` to the lake with the buffer positions ``marks`` (app transactions,
+        atomic with the rows) and record the version in the catalog; returns it."""
+        table = to_table(dataset, records, self._rules(dataset).schema)
+        version = self.lake.append(
+            dataset, table, custom_metadata={"gyre.source": "http push"}, app_transactions=marks
+        )
+        record_commit(self.meta, dataset, version, table, source="http push", offsets=offsets)
+        if self._rules(dataset).schema != table.schema:
+            self._rules_cache.pop(dataset, None)  # the first commit fixed the schema
         return version
 
     def _settle(self, frame: Frame) -> None:
@@ -375,17 +383,8 @@ class PushBuffer:
                     else:
                         records.append(value)
             if records:
-                table = to_table(dataset, records, self._rules(dataset).schema)
                 last = found[-1][0]
-                version = self.lake.append(
-                    dataset,
-                    table,
-                    custom_metadata={"gyre.source": "http push"},
-                    app_transactions={APP_ID: last},
-                )
-                record_commit(
-                    self.meta, dataset, version, table, source="http push", offsets={"push_seq": last}
-                )
+                version = self._commit(dataset, records, {APP_ID: last}, {"push_seq": last})
                 out.setdefault(dataset, []).append(version)
         for suffix in ("", "-wal", "-shm"):
             remove(legacy.with_name(legacy.name + suffix))

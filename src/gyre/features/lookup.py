@@ -121,20 +121,23 @@ class _ViewPlan:
         """The column features of each key in ``wanted`` with a latest row valid at ``at_us``
         (as :meth:`OnlineStore.read_view` read them, in that order); keys without one are left out."""
         computed: dict[str | None, dict[str, Any]] = {}
-        stored, names = self.stored, self.names
-        oldest = at_us - self.ttl_us if self.ttl_us is not None else None
         for key, hit in zip(wanted, latest, strict=True):
-            if hit is not None and hit[0] <= at_us and (oldest is None or hit[0] > oldest):
-                row = hit[1]
-                # A row holding just the requested columns, in order (all of a view's
-                # features, the usual request), is renamed at most, not rebuilt.
-                if list(row) != stored:
-                    computed[key] = {name: row.get(column) for name, column in self.columns}
-                elif names is None:
-                    computed[key] = row
-                else:
-                    computed[key] = dict(zip(names, row.values(), strict=True))
+            values = self.shaped(hit, at_us)
+            if values is not None:
+                computed[key] = values
         return computed
+
+    def shaped(self, hit: tuple[int, dict[str, Any]] | None, at_us: int) -> dict[str, Any] | None:
+        """The column features of a stored latest row, or None if it is not valid at ``at_us``
+        (stamped after it, or older than the TTL)."""
+        if hit is None or hit[0] > at_us or (self.ttl_us is not None and hit[0] <= at_us - self.ttl_us):
+            return None
+        row = hit[1]
+        # A row holding just the requested columns, in order (all of a view's features, the
+        # usual request), is renamed at most, not rebuilt.
+        if list(row) != self.stored:
+            return {name: row.get(column) for name, column in self.columns}
+        return row if self.names is None else dict(zip(self.names, row.values(), strict=True))
 
     def one(self, store: OnlineStore, entity_row: Mapping[str, Any], at_us: int) -> dict[str, Any]:
         """The column features of one entity row (for a view without window features): the
@@ -143,12 +146,8 @@ class _ViewPlan:
         if key is None:
             return dict(self.empty)
         hit = store.read_view(self.view, (key,), latest=True, events=None)[0][0]  # type: ignore[index]
-        if hit is None or hit[0] > at_us or (self.ttl_us is not None and hit[0] <= at_us - self.ttl_us):
-            return dict(self.empty)
-        row = hit[1]
-        if list(row) != self.stored:
-            return {name: row.get(column) for name, column in self.columns}
-        return row if self.names is None else dict(zip(self.names, row.values(), strict=True))
+        values = self.shaped(hit, at_us)
+        return values if values is not None else dict(self.empty)
 
     def keys(self, entity_rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
         """Each row's entity key; ``None`` for a row with a null join key (it matches nothing,
