@@ -217,9 +217,13 @@ def _delta_type(arrow_type: pa.DataType) -> str:
         return f"arrow:{arrow_type}"
 
 
-def new_table_schema(name: str, incoming: pa.Schema) -> pa.Schema:
+def new_table_schema(
+    name: str,
+    incoming: pa.Schema,
+    remedy: str = "Declare the dataset's schema or pass column types when reading the source.",
+) -> pa.Schema:
     """The schema a new table of dataset ``name`` gets from data of schema ``incoming``
-    (unsigned integers widened).
+    (unsigned integers widened); ``remedy`` ends the message about all-null columns.
 
     Raises:
         InvalidArgument: a column holding only nulls (its type is unknown), or of a type Delta
@@ -229,8 +233,7 @@ def new_table_schema(name: str, incoming: pa.Schema) -> pa.Schema:
     if null_cols:
         raise InvalidArgument(
             f"Cannot create dataset {name!r}: column(s) {', '.join(map(repr, null_cols))} "
-            "hold only nulls, so their type is unknown. Declare the dataset's schema or pass "
-            "column types when reading the source."
+            f"hold only nulls, so their type is unknown. {remedy}"
         )
     fields = [pa.field(f.name, _WIDEN_UNSIGNED.get(f.type, f.type)) for f in incoming]
     bad = [f"{f.name!r} ({f.type})" for f in fields if _delta_type(f.type).startswith("arrow:")]

@@ -65,7 +65,12 @@ class DatasetRules:
         """
         table = to_table(self.dataset, records, self.schema)
         if self.schema is None:  # these records would create the table: refuse what it could not hold
-            new_table_schema(self.dataset, table.schema)
+            new_table_schema(
+                self.dataset,
+                table.schema,
+                "Nothing was stored: send values for them, or declare the dataset with a schema "
+                "(gyre.Dataset(name, schema={...}) in definitions.py, then gyre apply).",
+            )
         if not self.row_expectations:
             return table
         checks = RowChecks(self.row_expectations, max_examples=3)
