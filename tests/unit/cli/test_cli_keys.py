@@ -15,7 +15,7 @@ def test_create_list_revoke(cli, project: Path) -> None:  # type: ignore[no-unty
     assert [(k["name"], k["role"], k["rate_per_s"]) for k in listed] == [
         ("fraud-service", "predictor", 100.0)
     ]
-    assert key.split("_")[2] not in cli("keys", "list").stdout  # the secret is never shown again
+    assert key.split("_", 2)[2] not in cli("keys", "list").stdout  # the secret is never shown again
     revoked = cli("keys", "revoke", listed[0]["id"])
     assert revoked.exit_code == 0 and "Revoked" in revoked.stdout
     assert json.loads(cli("keys", "list", "--json").stdout) == []
