@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from gyre.data.lake import DataFile, Lake
 from gyre.errors import InvalidArgument, did_you_mean
 from gyre.features import _duckdb
+from gyre.features._parquet import with_dictionaries
 from gyre.features.definitions import AGGREGATIONS
 from gyre.features.spec import ViewSpec, WindowFeature
 
@@ -319,22 +320,25 @@ def _read_files(
     pyarrow's scanner does not say which file a row came from, so each file is read on its own
     (threads in parallel; ``map`` keeps the order) and tagged with its position and commit time.
     """
-    target = pa.schema([schema.field(c) for c in columns])
     # The lake lists files in commit order; the sort only guards that the version order holds.
     ordered = sorted(files, key=lambda f: f.version)
     parts: list[pa.Table] = []
     if ds is not None:
-        fragments = {fragment.path: fragment for fragment in ds.get_fragments()}
+        # Strings of categories are read as dictionaries (a fraction of the time); the gathered
+        # feature columns are cast back to the dataset's type.
+        schema, opened = with_dictionaries(ds.schema, list(ds.get_fragments()), columns)
+        fragments = {fragment.path: fragment for fragment in opened}
 
         def read(f: DataFile) -> pa.Table:
             fragment = fragments.get(f.path)
             if fragment is None:  # a path the dataset normalized differently: open it by itself
                 return lake.open_files(dataset, [f]).to_table(columns=columns)
-            return fragment.to_table(schema=ds.schema, columns=columns)
+            return fragment.to_table(schema=schema, columns=columns)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             parts = list(pool.map(read, ordered))
-        parts = [p.cast(target) if not p.schema.equals(target) else p for p in parts]
+    target = pa.schema([schema.field(c) for c in columns])
+    parts = [p.cast(target) if not p.schema.equals(target) else p for p in parts]
     table = pa.concat_tables(parts) if parts else target.empty_table()
     if table.num_rows >= _POS_SPAN:  # pragma: no cover - a trillion rows
         raise InvalidArgument(f"Dataset '{dataset}' has too many rows to retrieve features from at once.")
@@ -379,7 +383,7 @@ def _view_features(
         src[_C] = table.column(_C)
     values = list(dict.fromkeys(w.column for w in view.windows))
     for j, column in enumerate(values):
-        src[f"v{j}"] = table.column(column)
+        src[f"v{j}"] = _plain(table.column(column))
     s_name, e_name = f"src_{index}", f"ent_{index}"
     con.register(s_name, pa.table(src))
     con.register(e_name, pa.table(ent))
@@ -390,13 +394,14 @@ def _view_features(
     try:
         out: list[pa.ChunkedArray | pa.Array] = []
         if view.columns:
-            sql = _latest_sql(rows, e_name, keys, view.ttl_s, as_known_at)
+            span = None if as_known_at else _packed_span(src[_ET], t_us, view.ttl_s, table.num_rows)
+            sql = _latest_sql(rows, e_name, keys, view.ttl_s, as_known_at, span)
             winner = con.sql(sql).to_arrow_table().column("pos")
             gather = _Gather(winner)
-            out += [gather.take(table.column(f.column)) for f in view.columns]
+            out += [_plain(gather.take(table.column(f.column))) for f in view.columns]
         if view.windows:
             refs = {column: f"v{j}" for j, column in enumerate(values)}
-            types = {w.name: table.schema.field(w.column).type for w in view.windows}
+            types = {w.name: src[refs[w.column]].type for w in view.windows}
             build = _window_join_sql if as_known_at else _window_frame_sql
             result = con.sql(build(rows, e_name, keys, view.windows, refs, types)).to_arrow_table()
             out += [
@@ -406,6 +411,11 @@ def _view_features(
     finally:
         con.unregister(s_name)
         con.unregister(e_name)
+
+
+def _plain(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A column read as a dictionary, in the dataset's type again."""
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
 def _common_keys(
@@ -481,17 +491,69 @@ def _pruned(src: str, ent: str, keys: list[str]) -> str:
     return f"(SELECT s.* FROM {src} s SEMI JOIN (SELECT DISTINCT {', '.join(keys)} FROM {ent}) e ON {on})"
 
 
-def _latest_sql(src: str, ent: str, keys: list[str], ttl_s: int | None, as_known_at: bool) -> str:
+@dataclass(frozen=True)
+class _Span:
+    """Event times ``lo..hi`` (µs) and positions below ``2**bits``: ``(time - lo) << bits | position``
+    fits a BIGINT and sorts as (event time, ingestion order) do."""
+
+    lo: int
+    hi: int
+    bits: int
+
+
+def _packed_span(et: pa.ChunkedArray, t_us: pa.ChunkedArray, ttl_s: int | None, rows: int) -> _Span | None:
+    """The span that can pack the source rows an entity row may pick, or None when it is too wide.
+
+    A source row later than every entity time is never picked, nor (with a TTL) one at or before
+    the earliest entity time minus the TTL: it would be picked only to be discarded as stale, and
+    the entity row's answer is null either way. So the span is that of the entity times, widened
+    by the TTL, within the source's own.
+    """
+    source, entity = pc.min_max(et).as_py(), pc.min_max(t_us).as_py()
+    if source["min"] is None or entity["min"] is None:
+        return None
+    lo, hi = source["min"], min(source["max"], entity["max"])
+    if ttl_s:
+        lo = max(lo, entity["min"] - ttl_s * 1_000_000 + 1)
+    bits = max(1, (rows - 1).bit_length())
+    if hi < lo or (hi - lo + 1) >= 1 << (63 - bits):
+        return None
+    return _Span(lo, hi, bits)
+
+
+def _latest_sql(
+    src: str, ent: str, keys: list[str], ttl_s: int | None, as_known_at: bool, span: _Span | None = None
+) -> str:
     """The position (``__ord``) of each entity row's winning source row, or null.
 
-    Per key and time, the best row is kept (largest event time, then ingestion order); an ASOF
-    join then picks, per entity row, the best at the latest time <= t. With ``as_known_at`` the
-    time a row becomes visible is ``greatest(event time, commit time)``, and the best row visible
-    at t is a running maximum over that time, so the ASOF join still applies.
+    The winner is the row with the latest event time <= t, ties going to the row ingested last.
+    With a ``span``, (event time, position) packed into one BIGINT carries both orders, and one
+    ASOF join over the source rows picks the winner (a third less time than grouping first).
+    Otherwise the best row per key and time is kept first (largest event time, then ingestion
+    order) and the ASOF join picks among those. With ``as_known_at`` the time a row becomes visible
+    is ``greatest(event time, commit time)``, and the best row visible at t is a running maximum
+    over that time, so the ASOF join still applies.
     """
     k = ", ".join(keys)
     not_null = " AND ".join([f"{_ET} IS NOT NULL", *(f"{c} IS NOT NULL" for c in keys)])
     on = " AND ".join(f"e.{c} = b.{c}" for c in keys)
+    ttl_us = (ttl_s or 0) * 1_000_000
+    if span is not None:
+        mask = (1 << span.bits) - 1
+        # Entity times are clamped into the span: past its end a row picks the latest as usual;
+        # before its start to lo - 1, which packs below every source row (no match, no overflow).
+        t = f"(greatest(least(e.{_T}, {span.hi}), {span.lo - 1}) - {span.lo}) * {mask + 1} + {mask}"
+        ttl = f"b.{_ET} > e.{_T} - {ttl_us}" if ttl_s else "TRUE"
+        return f"""
+            WITH b AS (
+                SELECT {k}, {_ET}, ({_ET} - {span.lo}) * {mask + 1} + {_ORD} AS p FROM {src}
+                WHERE {not_null} AND {_ET} BETWEEN {span.lo} AND {span.hi}
+            ),
+            e AS (SELECT {_RID}, {k}, {_T}, {t} AS p FROM {ent} e)
+            SELECT CASE WHEN {ttl} THEN b.p & {mask} END AS pos
+            FROM e ASOF LEFT JOIN b ON {on} AND e.p >= b.p
+            ORDER BY e.{_RID}
+        """
     if as_known_at:
         # (event time, position) packed into one HUGEINT that sorts the same way: a running max
         # over it is ~2.5x faster than over a struct. Positions stay below 2^40 rows; event times
@@ -515,7 +577,7 @@ def _latest_sql(src: str, ent: str, keys: list[str], ttl_s: int | None, as_known
             )"""
         et, pos = "b.known", "b.pos"
     # The best row has the largest event time of all visible ones: if it is out of the TTL, all are.
-    ttl = f"{et} > e.{_T} - {ttl_s * 1_000_000}" if ttl_s else "TRUE"
+    ttl = f"{et} > e.{_T} - {ttl_us}" if ttl_s else "TRUE"
     return f"""
         WITH {best}
         SELECT CASE WHEN {ttl} THEN {pos} END AS pos

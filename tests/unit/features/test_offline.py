@@ -12,7 +12,7 @@ import pytest
 
 from gyre.data.lake import Lake
 from gyre.errors import InvalidArgument, NotFound
-from gyre.features.offline import _Gather, get_training_set
+from gyre.features.offline import _Gather, _packed_span, get_training_set
 from gyre.features.spec import ColumnFeature, ViewSpec, WindowFeature
 
 T0 = datetime(2024, 1, 1)  # naive: UTC
@@ -410,3 +410,40 @@ def test_gather_across_chunks_is_a_plain_take() -> None:
         "c",
     ]
     assert _Gather(pa.chunked_array([], pa.int64())).take(column).to_pylist() == []
+
+
+def test_packed_span_covers_what_an_entity_row_can_pick() -> None:
+    us = pa.chunked_array([[100, None, 400, 900]], pa.int64())
+    # No TTL: from the first event to the last entity time (later events are never picked).
+    span = _packed_span(us, pa.chunked_array([[500, 50]], pa.int64()), None, rows=4)
+    assert (span.lo, span.hi, span.bits) == (100, 500, 2)
+    # A TTL of 1 s drops what is stale for every entity row.
+    day = 86_400 * 1_000_000
+    span = _packed_span(pa.chunked_array([[0, 10 * day]]), pa.chunked_array([[5 * day]]), 1, rows=2)
+    assert (span.lo, span.hi, span.bits) == (5 * day - 999_999, 5 * day, 1)
+    # Too wide to pack (positions take 40 bits, a century of microseconds 52): grouped instead.
+    century = 100 * 365 * day
+    assert (
+        _packed_span(pa.chunked_array([[0, century]]), pa.chunked_array([[century]]), None, 1 << 40) is None
+    )
+    # Nothing to pick.
+    assert _packed_span(pa.chunked_array([[None]], pa.int64()), pa.chunked_array([[1]]), None, 1) is None
+    assert _packed_span(pa.chunked_array([[10]]), pa.chunked_array([[5]]), None, 1) is None
+
+
+def test_centuries_of_event_times_with_many_rows(lake: Lake) -> None:
+    # Events every 20 days over 270 years (53 bits of microseconds) and 5,001 rows (13 bits of
+    # positions): too wide to pack into one BIGINT, so the grouped query answers.
+    n = 5_000
+    times = [datetime(1800, 1, 1) + timedelta(days=20 * i) for i in range(n)]
+    lake.append(
+        "events", pa.table({"user_id": [i % 3 for i in range(n)], "ts": ts(times), "v": list(range(n))})
+    )
+    lake.append(
+        "events", pa.table({"user_id": [0], "ts": ts([times[4998]]), "v": [-1]})
+    )  # a tie, ingested last
+    micros = pa.chunked_array([[(t - T0) // US for t in times]])
+    assert _packed_span(micros, micros, None, n + 1) is None
+    ent = entities([0, 1, 2, 0], [datetime(2100, 1, 1), times[-1], times[0], times[4997]])
+    out = get_training_set(lake, ent, [view()])
+    assert out.table.column("v").to_pylist() == [-1, 4999, None, 4995]

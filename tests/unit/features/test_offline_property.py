@@ -186,13 +186,17 @@ def test_matches_the_reference(
         upto = data.draw(st.integers(0, len(appends) - 1), label="pinned version")
         pinned = {"events": upto} if upto < len(appends) - 1 or data.draw(st.booleans()) else None
 
-        # Pruning the source to the entity rows' keys depends on their numbers: force it both ways.
-        for as_known_at, prune_below in itertools.product((False, True), (0, 10**9)):
+        # Pruning the source to the entity rows' keys depends on their numbers, and packing (event
+        # time, position) into one BIGINT on the span of times: force each both ways.
+        packed_span = offline._packed_span
+        modes = [(False, True), (False, False), (True, False)]  # (as_known_at, packing)
+        for (as_known_at, packing), prune_below in itertools.product(modes, (0, 10**9)):
             offline._PRUNE_BELOW, default = prune_below, offline._PRUNE_BELOW
+            offline._packed_span = packed_span if packing else lambda *_: None  # type: ignore[assignment]
             try:
                 got = get_training_set(lake, entity_df, [spec], as_known_at=as_known_at, versions=pinned)
             finally:
-                offline._PRUNE_BELOW = default
+                offline._PRUNE_BELOW, offline._packed_span = default, packed_span
             assert got.dataset_versions == {"events": upto}
             table = got.table
             assert table.select(entity_df.column_names).equals(entity_df)
