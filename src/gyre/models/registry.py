@@ -60,6 +60,8 @@ class RegisteredModelInfo:
     created_at: datetime
     updated_at: datetime
     latest_version: int | None = None
+    """The newest ready version (what ``models:/NAME/latest`` resolves to); versions held for
+    review or rejected do not count."""
     aliases: dict[str, int] = field(default_factory=dict)
 
 
@@ -126,7 +128,11 @@ def create_registered_model(
 def get_registered_model(meta: MetaStore, name: str) -> RegisteredModelInfo:
     with meta.read() as s:
         rm = _find_model(s, name)
-        latest = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == name))
+        latest = s.scalar(
+            select(func.max(ModelVersion.version)).where(
+                ModelVersion.model_name == name, ModelVersion.status == READY
+            )
+        )
         aliases = dict(
             s.execute(select(ModelAlias.alias, ModelAlias.version).where(ModelAlias.model_name == name)).all()
         )
@@ -140,9 +146,9 @@ def list_registered_models(meta: MetaStore) -> list[RegisteredModelInfo]:
         models = s.scalars(select(RegisteredModel).order_by(RegisteredModel.name)).all()
         latest = dict(
             s.execute(
-                select(ModelVersion.model_name, func.max(ModelVersion.version)).group_by(
-                    ModelVersion.model_name
-                )
+                select(ModelVersion.model_name, func.max(ModelVersion.version))
+                .where(ModelVersion.status == READY)
+                .group_by(ModelVersion.model_name)
             ).all()
         )
         aliases: dict[str, dict[str, int]] = {}

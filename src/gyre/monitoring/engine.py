@@ -8,9 +8,11 @@ subjects, and moves each alert's state:
   event for the controller, and the rule's actions: log, webhooks, and ``pipeline.run_requested``
   / ``deployment.rollback_requested`` events, all in one transaction. Within the rule's
   cooldown of its last firing it goes back to firing silently (the same incident);
-* firing, condition holds: nothing (one incident fires once);
+* firing, condition holds: nothing (one incident fires once), unless the cooldown held the
+  firing back and has now passed: then it fires as above, so no incident goes untold;
 * firing, condition no longer holds: it **resolves**: a ``resolved`` history row, an
-  ``alert.resolved`` event, and webhooks that asked for it;
+  ``alert.resolved`` event, and webhooks that asked for it (none if its firing was held back:
+  the receivers' last word was a resolution already);
 * the condition cannot tell (too little data): nothing changes.
 
 Webhooks are posted by a :class:`Notifier` on background threads, retried with backoff on
@@ -99,7 +101,8 @@ class Context:
 
 @dataclass
 class Transition:
-    """An alert that changed state in an evaluation."""
+    """An alert that changed state in an evaluation, or whose firing, held back by the
+    cooldown, was notified in it."""
 
     rule: str
     subject: str
@@ -206,15 +209,23 @@ class AlertEngine:
                     state.last_evaluated_at = now
                 return None
             firing = state is not None and state.status == FIRING
-            if o.triggered == firing:  # no change: still firing (deduplicated) or still fine
+            # A firing the cooldown held back (the last notification is older than it) is
+            # notified once the cooldown has passed if it still holds: else an incident that
+            # began inside the cooldown would go untold for as long as it lasts.
+            held = state is not None and firing and not _told(state)
+            due = bool(held and o.triggered and state is not None and not _cooling(state, rule, now))
+            if o.triggered == firing and not due:  # no change: still firing (deduplicated) or still fine
                 if state is not None:
                     state.last_evaluated_at, state.details = now, details
                 return None
             if state is None:
                 state = AlertState(rule=rule.name, subject=subject, last_fired_at=None)
                 s.add(state)
-            state.status = FIRING if o.triggered else RESOLVED
-            state.since, state.last_evaluated_at, state.details = now, now, details
+            if due:
+                details = {**details, "held_back_since": state.since.isoformat()}
+            else:
+                state.status, state.since = (FIRING if o.triggered else RESOLVED), now
+            state.last_evaluated_at, state.details = now, details
             history_id = new_id()
             payload = {
                 "rule": rule.name,
@@ -230,8 +241,7 @@ class AlertEngine:
             }
             actions: list[dict[str, Any]] = []
             if o.triggered:
-                cooling = state.last_fired_at is not None and now - state.last_fired_at < rule.cooldown
-                notified = not cooling
+                notified = due or not _cooling(state, rule, now)
                 if notified:
                     state.last_fired_at = now
                     actions = self._fire(uow, rule, o, payload, history_id, deliveries)
@@ -241,6 +251,10 @@ class AlertEngine:
                         **details,
                         "suppressed": f"within the {rule.cooldown} cooldown of the last firing",
                     }
+            elif held:  # its firing was never told: neither is its end
+                notified = False
+                details = {**details, "suppressed": "its firing was held back by the cooldown"}
+                uow.record("alert.resolved", f"alert:{rule.name}", payload)
             else:
                 notified = True
                 for a in rule.actions:
@@ -452,3 +466,14 @@ def alert_history(meta: MetaStore, *, rule: str | None = None, limit: int = 100)
         AlertInfo(r.rule, r.subject, r.status, r.at, dict(r.details or {}), list(r.actions or []), id=r.id)
         for r in rows
     ]
+
+
+def _told(state: AlertState) -> bool:
+    """Whether the alert's current state was notified: a firing is told when it fired (or
+    later, once a cooldown that held it back passed)."""
+    return state.last_fired_at is not None and state.last_fired_at >= state.since
+
+
+def _cooling(state: AlertState, rule: AlertRule, now: datetime) -> bool:
+    """Whether ``now`` is within the rule's cooldown of the alert's last notified firing."""
+    return state.last_fired_at is not None and now - state.last_fired_at < rule.cooldown

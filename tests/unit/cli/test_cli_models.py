@@ -35,6 +35,19 @@ def test_models_list(cli: Invoke, fraud: str) -> None:
     assert data[0]["aliases"] == {"champion": 1}
 
 
+def test_models_list_latest_is_the_newest_ready_version(cli: Invoke, client: Client, fraud: str) -> None:
+    # A version held for review (or rejected) is not what models:/fraud/latest resolves to.
+    client.backend.create_model_version(
+        "fraud", package_digest="2" * 64, flavor="sklearn", status="pending_review"
+    )
+    client.backend.create_model_version("fraud", package_digest="3" * 64, flavor="sklearn", status="rejected")
+    assert json.loads(cli("models", "list", "--json").stdout)[0]["latest_version"] == 2
+    assert client.models.get("fraud").latest_version == 2
+    shown = cli("models", "show", "fraud")
+    assert shown.exit_code == 0, shown.output
+    assert any(line.split()[-1:] == ["2"] for line in shown.stdout.splitlines() if "latest version" in line)
+
+
 def test_models_list_empty(cli: Invoke, project: Path) -> None:
     assert "No models yet" in cli("models", "list").stdout
     assert json.loads(cli("models", "list", "--json").stdout) == []

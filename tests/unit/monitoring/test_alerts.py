@@ -107,6 +107,35 @@ def test_drift_alert_fires_once_resolves_and_respects_cooldown(
     assert [h.status for h in history] == ["firing", "resolved", "firing"]
     assert history[0].details["notified"] is False and "cooldown" in history[0].details["suppressed"]
 
+    # Still drifted once the cooldown has passed: the held-back firing is told now, actions and all.
+    _traffic(log_rows, shift=0.6, at=NOW + timedelta(hours=2, minutes=40))
+    [told] = engine.evaluate([rule], now=NOW + timedelta(hours=3, minutes=10))
+    assert (told.status, told.notified) == ("firing", True)
+    assert len(_events(stores, "alert.fired")) == 2 and len(_events(stores, "pipeline.run_requested")) == 2
+    latest = alert_history(stores.meta)[0]
+    assert latest.details["notified"] is True and "held_back_since" in latest.details
+    # ...and only once.
+    _traffic(log_rows, shift=0.6, at=NOW + timedelta(hours=3, minutes=20))
+    assert engine.evaluate([rule], now=NOW + timedelta(hours=3, minutes=30)) == []
+
+
+def test_a_firing_held_back_by_the_cooldown_resolves_silently(
+    stores: Stores, log_rows: Any, engine: Any, model: int
+) -> None:
+    rule = AlertRule("d", endpoint="fraud", condition=DriftedFeatures(at_least=2, window="1h"), cooldown="3h")
+    _traffic(log_rows, shift=0.6, at=NOW - timedelta(minutes=30))
+    assert [t.notified for t in engine.evaluate([rule], now=NOW)] == [True]
+    _traffic(log_rows, shift=0.0, at=NOW + timedelta(minutes=40))
+    assert [t.notified for t in engine.evaluate([rule], now=NOW + timedelta(hours=1, minutes=10))] == [True]
+    _traffic(log_rows, shift=0.6, at=NOW + timedelta(hours=1, minutes=40))
+    assert [t.notified for t in engine.evaluate([rule], now=NOW + timedelta(hours=2, minutes=10))] == [False]
+    # Back to normal within the cooldown: the receivers last heard "resolved", so nothing is sent.
+    _traffic(log_rows, shift=0.0, at=NOW + timedelta(hours=2, minutes=20))
+    [quiet] = engine.evaluate([rule], now=NOW + timedelta(hours=2, minutes=50))
+    assert (quiet.status, quiet.notified, quiet.actions) == ("resolved", False, [])
+    assert len(_events(stores, "alert.resolved")) == 2  # the controller still hears of it
+    assert "held back" in alert_history(stores.meta)[0].details["suppressed"]
+
 
 def test_too_little_data_neither_fires_nor_resolves(
     stores: Stores, log_rows: Any, engine: Any, model: int
