@@ -27,6 +27,7 @@ file size, ~100 MB of encoded output).
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -582,8 +583,12 @@ def _score_on_ray(
     paths = [f"{root}/{f.path}" for f in plan.files]
     context = ray.data.DataContext.get_current()
     shown = context.enable_progress_bars, context.print_on_execution_start
-    # Progress is the caller's (on_rows): Ray's own bars and plan printouts are off for the run.
+    # Progress is the caller's (on_rows): Ray's own bars and plan printouts are off for the run,
+    # and so are Ray Data's notes about them and its summary (its errors still show).
     context.enable_progress_bars, context.print_on_execution_start = False, False
+    ray_data_log = logging.getLogger("ray.data")
+    level = ray_data_log.level
+    ray_data_log.setLevel(logging.ERROR)
     try:
         with _ray_session(ray, compute):
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -601,7 +606,7 @@ def _score_on_ray(
                 ),
                 batch_format="pyarrow",
                 batch_size=batch_rows,
-                concurrency=(1, cpus),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
             )
             for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 yield from pa.table(table).to_batches()
@@ -617,6 +622,7 @@ def _score_on_ray(
         ) from exc
     finally:
         context.enable_progress_bars, context.print_on_execution_start = shown
+        ray_data_log.setLevel(level)
 
 
 def _gyre_cause(exc: BaseException) -> GyreError | None:
@@ -642,7 +648,13 @@ def _ray_session(ray: Any, compute: str) -> Iterator[None]:
         yield
         return
     rest = compute[len("ray:") :] if compute.startswith("ray:") else ""
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    # Ray's INFO lines (a local instance started, a dataset finished) are not the user's
+    # business: Gyre reports progress and the outcome itself.
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
     if rest.startswith("//"):
         options["address"] = compute
     elif rest == "auto":
