@@ -824,8 +824,8 @@ def report(r: Results, sizes: Sizes, meta: dict[str, Any]) -> str:
         f"Python {meta['python']}, DuckDB {meta['duckdb']}, SQLite {meta['sqlite']}, "
         f"Redis {meta.get('redis') or '(not reachable)'}",
         f"Data: {users:,} users x {EVENTS_PER_USER} events = {users * EVENTS_PER_USER:,} rows, 10 features, "
-        f"TTL {TTL_DAYS} days. Medians of up to {sizes.repeat} timed runs after a warm-up (materialization: two); online: "
-        f"{sizes.calls:,} calls, after the same calls untimed.",
+        f"TTL {TTL_DAYS} days. Medians of up to {sizes.repeat} timed runs after a warm-up "
+        f"(materialization: two); online: {sizes.calls:,} calls, after the same calls untimed.",
         "",
         render_table(
             [*training_rows(r, sizes, users), *materialize_rows(r, users), *online_rows(r)],

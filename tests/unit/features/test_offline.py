@@ -12,6 +12,7 @@ import pytest
 
 from gyre.data.lake import Lake
 from gyre.errors import InvalidArgument, NotFound
+from gyre.features import offline
 from gyre.features.offline import _Gather, _packed_span, get_training_set
 from gyre.features.spec import ColumnFeature, ViewSpec, WindowFeature
 
@@ -447,3 +448,23 @@ def test_centuries_of_event_times_with_many_rows(lake: Lake) -> None:
     ent = entities([0, 1, 2, 0], [datetime(2100, 1, 1), times[-1], times[0], times[4997]])
     out = get_training_set(lake, ent, [view()])
     assert out.table.column("v").to_pylist() == [-1, 4999, None, 4995]
+
+
+@pytest.mark.parametrize(("hot", "plan"), [(True, "_window_frame_sql"), (False, "_window_join_sql")])
+def test_window_plan_follows_how_many_rows_the_windows_hold(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, hot: bool, plan: str
+) -> None:
+    # 4,000 events in one day, on one key (each entity row's window holds thousands of them:
+    # window frames) or spread over 1,000 keys (a few each: the range join).
+    n = 4_000
+    users = [0] * n if hot else [i % 1_000 for i in range(n)]
+    times = [at(20 * i) for i in range(n)]
+    lake.append("events", pa.table({"user_id": users, "ts": ts(times), "v": [1.0] * n}))
+    used: list[str] = []
+    for name in ("_window_frame_sql", "_window_join_sql"):
+        build = getattr(offline, name)
+        monkeypatch.setattr(offline, name, lambda *a, _b=build, _n=name: used.append(_n) or _b(*a))
+    ent = entities([0] * 200, [at(20 * n)] * 200)
+    out = get_training_set(lake, ent, [view(windows=(("v", "count", 86_400),))])
+    assert used == [plan]
+    assert out.table.column("v_count").to_pylist() == [n if hot else 4] * 200

@@ -186,17 +186,21 @@ def test_matches_the_reference(
         upto = data.draw(st.integers(0, len(appends) - 1), label="pinned version")
         pinned = {"events": upto} if upto < len(appends) - 1 or data.draw(st.booleans()) else None
 
-        # Pruning the source to the entity rows' keys depends on their numbers, and packing (event
-        # time, position) into one BIGINT on the span of times: force each both ways.
-        packed_span = offline._packed_span
-        modes = [(False, True), (False, False), (True, False)]  # (as_known_at, packing)
-        for (as_known_at, packing), prune_below in itertools.product(modes, (0, 10**9)):
+        # Pruning the source to the entity rows' keys depends on their numbers, packing (event
+        # time, position) into one BIGINT on the span of times, and joining rather than framing
+        # windows on how many rows they hold: force each both ways.
+        packed_span, pairs_per_row = offline._packed_span, offline._JOIN_PAIRS_PER_ROW
+        # (as_known_at, packing, window plan: pairs per row below which the join runs)
+        modes = [(False, True, 10**9), (False, False, -1), (True, False, pairs_per_row)]
+        for (as_known_at, packing, join_below), prune_below in itertools.product(modes, (0, 10**9)):
             offline._PRUNE_BELOW, default = prune_below, offline._PRUNE_BELOW
             offline._packed_span = packed_span if packing else lambda *_: None  # type: ignore[assignment]
+            offline._JOIN_PAIRS_PER_ROW = join_below
             try:
                 got = get_training_set(lake, entity_df, [spec], as_known_at=as_known_at, versions=pinned)
             finally:
                 offline._PRUNE_BELOW, offline._packed_span = default, packed_span
+                offline._JOIN_PAIRS_PER_ROW = pairs_per_row
             assert got.dataset_versions == {"events": upto}
             table = got.table
             assert table.select(entity_df.column_names).equals(entity_df)
