@@ -142,7 +142,10 @@ class _ViewPlan:
     def one(self, store: OnlineStore, entity_row: Mapping[str, Any], at_us: int) -> dict[str, Any]:
         """The column features of one entity row (for a view without window features): the
         most common lookup, without the batch bookkeeping (~1 µs of a ~9 µs lookup)."""
-        key = self.keys((entity_row,))[0]
+        if len(self.join_keys) == 1 and type(v := entity_row.get(self.join_keys[0])) is int:
+            key: str | None = f"[{v}]"  # an integer key, the usual one, encoded inline
+        else:
+            key = self.keys((entity_row,))[0]
         if key is None:
             return dict(self.empty)
         hit = store.read_view(self.view, (key,), latest=True, events=None)[0][0]  # type: ignore[index]
