@@ -560,12 +560,15 @@ def _latest_sql(
         mask = (1 << span.bits) - 1
         # Entity times are clamped into the span: past its end a row picks the latest as usual;
         # before its start to lo - 1, which packs below every source row (no match, no overflow).
+        # Source times are clamped too, though only rows inside the span are kept: the packing
+        # cannot overflow whatever order the engine evaluates the filter and the product in.
         t = f"(greatest(least(e.{_T}, {span.hi}), {span.lo - 1}) - {span.lo}) * {mask + 1} + {mask}"
         ttl = f"b.{_ET} > e.{_T} - {ttl_us}" if ttl_s else "TRUE"
         return f"""
             WITH b AS (
-                SELECT {k}, {_ET}, ({_ET} - {span.lo}) * {mask + 1} + {_ORD} AS p FROM {src}
-                WHERE {not_null} AND {_ET} BETWEEN {span.lo} AND {span.hi}
+                SELECT {k}, {_ET}, (least(greatest({_ET}, {span.lo}), {span.hi}) - {span.lo}) * {mask + 1}
+                    + {_ORD} AS p
+                FROM {src} WHERE {not_null} AND {_ET} BETWEEN {span.lo} AND {span.hi}
             ),
             e AS (SELECT {_RID}, {k}, {_T}, {t} AS p FROM {ent} e)
             SELECT CASE WHEN {ttl} THEN b.p & {mask} END AS pos

@@ -468,3 +468,15 @@ def test_window_plan_follows_how_many_rows_the_windows_hold(
     out = get_training_set(lake, ent, [view(windows=(("v", "count", 86_400),))])
     assert used == [plan]
     assert out.table.column("v_count").to_pylist() == [n if hot else 4] * 200
+
+
+def test_source_rows_far_outside_the_packed_span(lake: Lake) -> None:
+    # A TTL narrows the span to the entity times: rows centuries away are left out of the
+    # packing (they could only ever be stale or in the future), never overflow it.
+    n = 5_000
+    times = [datetime(1800, 1, 1) + timedelta(days=20 * i) for i in range(n)]
+    lake.append("events", pa.table({"user_id": [0] * n, "ts": ts(times), "v": list(range(n))}))
+    lake.append("events", pa.table({"user_id": [0, 0], "ts": ts([at(0), at(30)]), "v": [-1, -2]}))
+    ent = entities([0, 0, 0], [at(29), at(31), at(3_600)])
+    out = get_training_set(lake, ent, [view(ttl_s=60)])
+    assert out.table.column("v").to_pylist() == [-1, -2, None]
