@@ -428,7 +428,7 @@ class CompiledEndpoint:
         dumps = orjson.dumps
         entity_keys = [k for k, _ in self._entity_fields]
         # What every record of the batch shares, copied into each (cheaper than setting 14 keys).
-        shared = {
+        shared: dict[str, Any] = {
             "prediction_id": None,
             "time": at,
             "endpoint": self.name,
