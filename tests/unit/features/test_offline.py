@@ -480,3 +480,26 @@ def test_source_rows_far_outside_the_packed_span(lake: Lake) -> None:
     ent = entities([0, 0, 0], [at(29), at(31), at(3_600)])
     out = get_training_set(lake, ent, [view(ttl_s=60)])
     assert out.table.column("v").to_pylist() == [-1, -2, None]
+
+
+@pytest.mark.parametrize(("hot", "plan"), [(True, "_latest_sql"), (False, "_latest_join_sql")])
+def test_latest_plan_follows_how_many_rows_a_ttl_holds(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, hot: bool, plan: str
+) -> None:
+    # As for windows: few rows within the TTL of each entity row's time (spread keys) take the
+    # join, thousands (one hot key) the ASOF join. Both pick the latest, ties to the last ingested.
+    n = 4_000
+    users = [0] * n if hot else [i % 1_000 for i in range(n)]
+    lake.append(
+        "events", pa.table({"user_id": users, "ts": ts([at(20 * i) for i in range(n)]), "v": list(range(n))})
+    )
+    lake.append("events", pa.table({"user_id": [0], "ts": ts([at(20 * (n - 1000))]), "v": [-1]}))  # a tie
+    used: list[str] = []
+    for name in ("_latest_sql", "_latest_join_sql"):
+        build = getattr(offline, name)
+        monkeypatch.setattr(offline, name, lambda *a, _b=build, _n=name: used.append(_n) or _b(*a))
+    ent = entities([0] * 200 + [1], [at(20 * (n - 1000))] * 200 + [at(10**6)])
+    out = get_training_set(lake, ent, [view(ttl_s=86_400)])
+    assert used == [plan]
+    # User 0's latest at that time is the tie, ingested last; user 1's last event is a day stale.
+    assert out.table.column("v").to_pylist() == [-1] * 200 + [None]

@@ -187,11 +187,12 @@ def test_matches_the_reference(
         pinned = {"events": upto} if upto < len(appends) - 1 or data.draw(st.booleans()) else None
 
         # Pruning the source to the entity rows' keys depends on their numbers, packing (event
-        # time, position) into one BIGINT on the span of times, and joining rather than framing
-        # windows on how many rows they hold: force each both ways.
+        # time, position) into one BIGINT on the span of times, and joining rather than an ASOF
+        # join (latest values) or window frames on how many rows a TTL or window holds: force
+        # each both ways.
         packed_span, pairs_per_row = offline._packed_span, offline._JOIN_PAIRS_PER_ROW
-        # (as_known_at, packing, window plan: pairs per row below which the join runs)
-        modes = [(False, True, 10**9), (False, False, -1), (True, False, pairs_per_row)]
+        # (as_known_at, packing, pairs per row up to which the joins run)
+        modes = [(False, True, 10**9), (False, True, -1), (False, False, 10**9), (True, False, pairs_per_row)]
         for (as_known_at, packing, join_below), prune_below in itertools.product(modes, (0, 10**9)):
             offline._PRUNE_BELOW, default = prune_below, offline._PRUNE_BELOW
             offline._packed_span = packed_span if packing else lambda *_: None  # type: ignore[assignment]
