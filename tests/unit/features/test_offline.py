@@ -450,6 +450,15 @@ def test_centuries_of_event_times_with_many_rows(lake: Lake) -> None:
     assert out.table.column("v").to_pylist() == [-1, 4999, None, 4995]
 
 
+def _plans_used(monkeypatch: pytest.MonkeyPatch, *builders: str) -> list[str]:
+    """The names of ``builders`` (query builders of the offline module) as they get called."""
+    used: list[str] = []
+    for name in builders:
+        build = getattr(offline, name)
+        monkeypatch.setattr(offline, name, lambda *a, _b=build, _n=name: used.append(_n) or _b(*a))
+    return used
+
+
 @pytest.mark.parametrize(("hot", "plan"), [(True, "_window_frame_sql"), (False, "_window_join_sql")])
 def test_window_plan_follows_how_many_rows_the_windows_hold(
     lake: Lake, monkeypatch: pytest.MonkeyPatch, hot: bool, plan: str
@@ -460,10 +469,7 @@ def test_window_plan_follows_how_many_rows_the_windows_hold(
     users = [0] * n if hot else [i % 1_000 for i in range(n)]
     times = [at(20 * i) for i in range(n)]
     lake.append("events", pa.table({"user_id": users, "ts": ts(times), "v": [1.0] * n}))
-    used: list[str] = []
-    for name in ("_window_frame_sql", "_window_join_sql"):
-        build = getattr(offline, name)
-        monkeypatch.setattr(offline, name, lambda *a, _b=build, _n=name: used.append(_n) or _b(*a))
+    used = _plans_used(monkeypatch, "_window_frame_sql", "_window_join_sql")
     ent = entities([0] * 200, [at(20 * n)] * 200)
     out = get_training_set(lake, ent, [view(windows=(("v", "count", 86_400),))])
     assert used == [plan]
@@ -495,10 +501,7 @@ def test_latest_plan_follows_how_many_rows_a_ttl_holds(
         "events", pa.table({"user_id": users, "ts": ts([at(20 * i) for i in range(n)]), "v": list(range(n))})
     )
     lake.append("events", pa.table({"user_id": [0], "ts": ts([at(20 * (n - 1000))]), "v": [-1]}))  # a tie
-    used: list[str] = []
-    for name in ("_latest_sql", "_latest_join_sql"):
-        build = getattr(offline, name)
-        monkeypatch.setattr(offline, name, lambda *a, _b=build, _n=name: used.append(_n) or _b(*a))
+    used = _plans_used(monkeypatch, "_latest_sql", "_latest_join_sql")
     ent = entities([0] * 100 + [1], [at(20 * (n - 1000))] * 100 + [at(10**6)])
     out = get_training_set(lake, ent, [view(ttl_s=86_400)])
     assert used == [plan]
