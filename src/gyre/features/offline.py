@@ -409,9 +409,9 @@ def _view_features(
             span = None if as_known_at else _packed_span(src[_ET], t_us, view.ttl_s, table.num_rows)
             # Counting the pairs costs a pass over the source rows (~25 ms a million): worth it
             # only beside few entity rows (the source was pruned), where the join can win.
-            ttl_s = view.ttl_s if rows != s_name else None
-            if span is not None and ttl_s and _few_pairs(con, rows, e_name, keys, ttl_s, sizes):
-                sql = _latest_join_sql(rows, e_name, keys, ttl_s, span)
+            pruned = rows != s_name
+            if span and pruned and view.ttl_s and _few_pairs(con, rows, e_name, keys, view.ttl_s, sizes):
+                sql = _latest_join_sql(rows, e_name, keys, view.ttl_s, span)
             else:
                 sql = _latest_sql(rows, e_name, keys, view.ttl_s, as_known_at, span)
             winner = con.sql(sql).to_arrow_table().column("pos")
@@ -524,6 +524,21 @@ class _Span:
     hi: int
     bits: int
 
+    @property
+    def mask(self) -> int:
+        """The position bits of a packed value."""
+        return (1 << self.bits) - 1
+
+    def packed(self, time: str) -> str:
+        """SQL packing a source row's ``time`` and ``__ord``. The time is clamped into the span,
+        though only rows inside it are kept (:meth:`holds`): the product cannot overflow whatever
+        order the engine evaluates the filter and the product in."""
+        return f"(least(greatest({time}, {self.lo}), {self.hi}) - {self.lo}) * {self.mask + 1} + {_ORD}"
+
+    def holds(self, time: str) -> str:
+        """SQL: whether ``time`` is inside the span."""
+        return f"{time} BETWEEN {self.lo} AND {self.hi}"
+
 
 def _packed_span(et: pa.ChunkedArray, t_us: pa.ChunkedArray, ttl_s: int | None, rows: int) -> _Span | None:
     """The span that can pack the source rows an entity row may pick, or None when it is too wide.
@@ -559,22 +574,19 @@ def _latest_sql(
     over that time, so the ASOF join still applies.
     """
     k = ", ".join(keys)
-    not_null = " AND ".join([f"{_ET} IS NOT NULL", *(f"{c} IS NOT NULL" for c in keys)])
+    not_null = f"{_ET} IS NOT NULL AND {_keyed(keys)}"
     on = " AND ".join(f"e.{c} = b.{c}" for c in keys)
     ttl_us = (ttl_s or 0) * 1_000_000
     if span is not None:
-        mask = (1 << span.bits) - 1
+        mask = span.mask
         # Entity times are clamped into the span: past its end a row picks the latest as usual;
         # before its start to lo - 1, which packs below every source row (no match, no overflow).
-        # Source times are clamped too, though only rows inside the span are kept: the packing
-        # cannot overflow whatever order the engine evaluates the filter and the product in.
         t = f"(greatest(least(e.{_T}, {span.hi}), {span.lo - 1}) - {span.lo}) * {mask + 1} + {mask}"
         ttl = f"b.{_ET} > e.{_T} - {ttl_us}" if ttl_s else "TRUE"
         return f"""
             WITH b AS (
-                SELECT {k}, {_ET}, (least(greatest({_ET}, {span.lo}), {span.hi}) - {span.lo}) * {mask + 1}
-                    + {_ORD} AS p
-                FROM {src} WHERE {not_null} AND {_ET} BETWEEN {span.lo} AND {span.hi}
+                SELECT {k}, {_ET}, {span.packed(_ET)} AS p
+                FROM {src} WHERE {not_null} AND {span.holds(_ET)}
             ),
             e AS (SELECT {_RID}, {k}, {_T}, {t} AS p FROM {ent} e)
             SELECT CASE WHEN {ttl} THEN b.p & {mask} END AS pos
@@ -617,26 +629,19 @@ def _latest_join_sql(src: str, ent: str, keys: list[str], ttl_s: int, span: _Spa
     """:func:`_latest_sql` for entity rows whose TTL holds few source rows: a join on key and
     TTL-wide time buckets, then the greatest packed (event time, position) per entity row. It
     touches only the rows in each entity row's TTL, where the ASOF join sorts every source row."""
-    k = ", ".join(keys)
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
-    on = " AND ".join(f"e.{c} = s.{c}" for c in [*keys, "__b"])
-    mask, width = (1 << span.bits) - 1, ttl_s * 1_000_000
+    width = ttl_s * 1_000_000
     return f"""
         WITH s AS (
-            SELECT {k}, {_ET}, {_ET} // {width} AS __b,
-                (least(greatest({_ET}, {span.lo}), {span.hi}) - {span.lo}) * {mask + 1} + {_ORD} AS p
-            FROM {src} WHERE {_ET} IS NOT NULL AND {not_null} AND {_ET} BETWEEN {span.lo} AND {span.hi}
+            SELECT {", ".join(keys)}, {_ET}, {_bucket(width)}, {span.packed(_ET)} AS p
+            FROM {src} WHERE {_keyed(keys)} AND {span.holds(_ET)}
         ),
-        e AS (
-            SELECT {_RID}, {k}, {_T}, unnest([{_T} // {width}, {_T} // {width} - 1]) AS __b
-            FROM {ent} WHERE {not_null}
-        ),
+        e AS ({_entity_buckets(ent, keys, width)}),
         best AS (
             SELECT e.{_RID}, max(s.p) AS p
-            FROM e JOIN s ON {on} AND s.{_ET} <= e.{_T} AND s.{_ET} > e.{_T} - {width}
+            FROM e JOIN s ON {_bucket_join(keys, width)}
             GROUP BY e.{_RID}
         )
-        SELECT b.p & {mask} AS pos FROM {ent} e LEFT JOIN best b ON e.{_RID} = b.{_RID} ORDER BY e.{_RID}
+        SELECT b.p & {span.mask} AS pos FROM {ent} e LEFT JOIN best b ON e.{_RID} = b.{_RID} ORDER BY e.{_RID}
     """
 
 
@@ -670,7 +675,7 @@ def _window_frame_sql(
     a window holds.
     """
     k = ", ".join(keys)
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
+    not_null = _keyed(keys)
     value_cols = ", ".join(dict.fromkeys(refs.values()))
     frames: dict[int, str] = {}
     selects: list[str] = []
@@ -710,22 +715,51 @@ def _few_pairs(
 
 
 def _pairs_sql(src: str, ent: str, keys: list[str], width: int) -> str:
-    """How many (entity row, source row) pairs a join on key and ``width``-µs time buckets
-    compares (an entity row meets its own bucket and the one before): counted, not paired."""
-    k = ", ".join(keys)
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
+    """How many (entity row, source row) pairs the bucket join of :func:`_entity_buckets`
+    compares before its time conditions: counted per key and bucket, not paired."""
     on = " AND ".join(f"e.{c} = s.{c}" for c in [*keys, "__b"])
     return f"""
         WITH s AS (
-            SELECT {k}, {_ET} // {width} AS __b, count(*) AS n
-            FROM {src} WHERE {_ET} IS NOT NULL AND {not_null} GROUP BY ALL
+            SELECT {", ".join(keys)}, {_bucket(width)}, count(*) AS n
+            FROM {src} WHERE {_ET} IS NOT NULL AND {_keyed(keys)} GROUP BY ALL
         ),
-        e AS (
-            SELECT {k}, unnest([{_T} // {width}, {_T} // {width} - 1]) AS __b
-            FROM {ent} WHERE {not_null}
-        )
+        e AS ({_entity_buckets(ent, keys, width)})
         SELECT coalesce(sum(s.n), 0) FROM e JOIN s ON {on}
     """
+
+
+def _keyed(keys: list[str]) -> str:
+    """SQL: the row has every join key (a null key matches nothing, as in a SQL join)."""
+    return " AND ".join(f"{c} IS NOT NULL" for c in keys)
+
+
+def _bucket(width: int) -> str:
+    """SQL: a source row's time bucket ``__b``, ``width`` µs wide."""
+    return f"{_ET} // {width} AS __b"
+
+
+def _entity_buckets(ent: str, keys: list[str], width: int) -> str:
+    """SQL: each entity row twice, in its own time bucket and in the one before.
+
+    Joining entity rows to source rows on key alone would pair each with every row of its key;
+    with buckets at least as wide as the longest span looked back (a TTL, a window), an equi-join
+    on (key, bucket) meets every row within that span (also where ``//`` truncates around 0), so
+    the work is about twice the rows the spans hold. That grows with rows per span: many entity
+    rows on one hot key with a long span cost more here than a sorted stream, which is why the
+    pairs are counted first (:func:`_few_pairs`). (Finer buckets halve the pairs but were no
+    faster: more probe rows.)
+    """
+    return f"""
+        SELECT {_RID}, {", ".join(keys)}, {_T}, unnest([{_T} // {width}, {_T} // {width} - 1]) AS __b
+        FROM {ent} WHERE {_keyed(keys)}
+    """
+
+
+def _bucket_join(keys: list[str], width: int) -> str:
+    """SQL: the ON clause pairing ``e`` (:func:`_entity_buckets`) with the source rows ``s`` of
+    its key at or before its time and less than ``width`` µs before it."""
+    same = " AND ".join(f"e.{c} = s.{c}" for c in [*keys, "__b"])
+    return f"{same} AND s.{_ET} <= e.{_T} AND s.{_ET} > e.{_T} - {width}"
 
 
 def _window_join_sql(
@@ -738,41 +772,27 @@ def _window_join_sql(
     width: int,
     as_known_at: bool,
 ) -> str:
-    """Window features by a range join, then GROUP BY: for few rows per window, and whenever a
-    row must also be committed by t.
-
-    Two conditions on different times (event time in the window, commit time <= t) do not fit a
-    window frame. Joining on key alone would pair every entity row with every source row of its
-    key; bucketing time by the longest window W (``width`` µs) makes it an equi-join on (key,
-    bucket) where an entity row meets its own and the previous bucket only (buckets are at least W
-    wide, also where ``//`` truncates around 0), so the work is about twice the rows the windows
-    hold. That grows with rows per window: many entity rows on one hot key with a long window cost
-    more here than in the frame query. (Finer buckets halve the pairs but were no faster: more
-    probe rows.)
-    """
-    k = ", ".join(keys)
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
+    """Window features by a join on key and time buckets as wide as the longest window
+    (``width`` µs, :func:`_entity_buckets`), then GROUP BY: for few rows per window, and whenever
+    a row must also be committed by t (two conditions on different times do not fit a window
+    frame)."""
     selects = []
     for j, w in enumerate(windows):
         inside = f"FILTER (WHERE s.{_ET} > e.{_T} - {w.window_s * 1_000_000})"
         value = "*" if w.function == "count" else f"s.{refs[w.column]}"
         selects.append(f"{_aggregate(w, value, types[w.name], inside)} AS f{j}")
-    on = " AND ".join(f"e.{c} = s.{c}" for c in [*keys, "__b"])
     value_cols = ", ".join(dict.fromkeys(refs.values()))
     commit = f"{_C}, " if as_known_at else ""
     known = f" AND s.{_C} <= e.{_T}" if as_known_at else ""
     return f"""
         WITH s AS (
-            SELECT {k}, {_ET}, {commit}{value_cols}, {_ET} // {width} AS __b
-            FROM {src} WHERE {_ET} IS NOT NULL AND {not_null}
+            SELECT {", ".join(keys)}, {_ET}, {commit}{value_cols}, {_bucket(width)}
+            FROM {src} WHERE {_ET} IS NOT NULL AND {_keyed(keys)}
         ),
-        e AS (
-            SELECT {_RID}, {k}, {_T}, unnest([{_T} // {width}, {_T} // {width} - 1]) AS __b
-            FROM {ent} WHERE {not_null}
-        ),
+        e AS ({_entity_buckets(ent, keys, width)}),
         agg AS (
             SELECT e.{_RID}, {", ".join(selects)}
-            FROM e JOIN s ON {on} AND s.{_ET} <= e.{_T} AND s.{_ET} > e.{_T} - {width}{known}
+            FROM e JOIN s ON {_bucket_join(keys, width)}{known}
             GROUP BY e.{_RID}
         )
         SELECT {_outer(windows)} FROM {ent} e LEFT JOIN agg a ON e.{_RID} = a.{_RID} ORDER BY e.{_RID}
