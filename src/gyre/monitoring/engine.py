@@ -212,8 +212,9 @@ class AlertEngine:
             # A firing the cooldown held back (the last notification is older than it) is
             # notified once the cooldown has passed if it still holds: else an incident that
             # began inside the cooldown would go untold for as long as it lasts.
-            held = state is not None and firing and not _told(state)
-            due = bool(held and o.triggered and state is not None and not _cooling(state, rule, now))
+            held = due = False
+            if state is not None and firing and not _told(state):
+                held, due = True, bool(o.triggered) and not _cooling(state, rule, now)
             if o.triggered == firing and not due:  # no change: still firing (deduplicated) or still fine
                 if state is not None:
                     state.last_evaluated_at, state.details = now, details
