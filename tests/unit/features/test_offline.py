@@ -440,9 +440,8 @@ def test_centuries_of_event_times_with_many_rows(lake: Lake) -> None:
     lake.append(
         "events", pa.table({"user_id": [i % 3 for i in range(n)], "ts": ts(times), "v": list(range(n))})
     )
-    lake.append(
-        "events", pa.table({"user_id": [0], "ts": ts([times[4998]]), "v": [-1]})
-    )  # a tie, ingested last
+    # A tie with user 0's last event, ingested last.
+    lake.append("events", pa.table({"user_id": [0], "ts": ts([times[4998]]), "v": [-1]}))
     micros = pa.chunked_array([[(t - T0) // US for t in times]])
     assert _packed_span(micros, micros, None, n + 1) is None
     ent = entities([0, 1, 2, 0], [datetime(2100, 1, 1), times[-1], times[0], times[4997]])

@@ -122,11 +122,14 @@ def test_drift_alert_fires_once_resolves_and_respects_cooldown(
 def test_a_firing_held_back_by_the_cooldown_resolves_silently(
     stores: Stores, log_rows: Any, engine: Any, model: int
 ) -> None:
-    rule = AlertRule("d", endpoint="fraud", condition=DriftedFeatures(at_least=2, window="1h"), cooldown="3h")
+    # A log action, which a told resolution would run.
+    condition = DriftedFeatures(at_least=2, window="1h")
+    rule = AlertRule("d", endpoint="fraud", condition=condition, actions=["log"], cooldown="3h")
     _traffic(log_rows, shift=0.6, at=NOW - timedelta(minutes=30))
     assert [t.notified for t in engine.evaluate([rule], now=NOW)] == [True]
     _traffic(log_rows, shift=0.0, at=NOW + timedelta(minutes=40))
-    assert [t.notified for t in engine.evaluate([rule], now=NOW + timedelta(hours=1, minutes=10))] == [True]
+    [told] = engine.evaluate([rule], now=NOW + timedelta(hours=1, minutes=10))
+    assert (told.status, told.notified, [a["kind"] for a in told.actions]) == ("resolved", True, ["log"])
     _traffic(log_rows, shift=0.6, at=NOW + timedelta(hours=1, minutes=40))
     assert [t.notified for t in engine.evaluate([rule], now=NOW + timedelta(hours=2, minutes=10))] == [False]
     # Back to normal within the cooldown: the receivers last heard "resolved", so nothing is sent.
